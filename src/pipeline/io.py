@@ -1,0 +1,81 @@
+"""Atomic writes and checksums: an interrupted job never leaves a half-written output."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``target``; rename it onto ``target`` on success.
+
+    Works for files and directories (Zarr stores). On error the temporary is removed
+    and any previous ``target`` is left untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if target.exists():
+            _remove(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            _remove(tmp)
+
+
+def write_json(obj: Any, target: str | Path) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text(text: str, target: str | Path) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+def write_netcdf(ds: xr.Dataset, target: str | Path, **kwargs: Any) -> None:
+    with atomic_path(target) as tmp:
+        ds.to_netcdf(tmp, **kwargs)
+
+
+def write_zarr(ds: xr.Dataset, target: str | Path, **kwargs: Any) -> None:
+    """Write a Zarr store atomically (consolidated metadata, for fast remote reads)."""
+    with atomic_path(target) as tmp:
+        ds.to_zarr(tmp, mode="w", consolidated=True, **kwargs)
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_tree(path: str | Path) -> str:
+    """Checksum of a directory (e.g. a Zarr store): file names and contents, sorted."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root)).encode())
+        digest.update(sha256_file(file).encode())
+    return digest.hexdigest()

@@ -1,0 +1,109 @@
+"""HTTP downloads through pooch: sha256 checks, retries, a progress bar, atomic writes.
+
+pooch downloads into a temporary file and only moves it into place once the transfer
+is complete and the hash matches, so a bad or truncated file is never left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pooch
+import xarray as xr
+
+log = logging.getLogger(__name__)
+
+
+class DownloadError(RuntimeError):
+    """A download failed; the message names the URL and how to work around it."""
+
+
+def mirror_advice(dataset: str) -> str:
+    return (
+        f"If the archive moved or is offline, point 'datasets.{dataset}.source.url' at a "
+        f"mirror, or download the file(s) yourself and use "
+        f"'datasets.{dataset}.source: {{kind: local, path: /path/to/files*.nc}}'."
+    )
+
+
+def expand_urls(url: str, year_range: list[int] | None) -> list[str]:
+    """One URL, or one per year when the URL holds ``{year}`` (e.g. GODAS pottmp.{year}.nc)."""
+    if "{year}" not in url:
+        return [url]
+    if not year_range:
+        raise DownloadError(f"URL '{url}' has a {{year}} placeholder but no 'year_range' is set")
+    return [url.format(year=y) for y in range(year_range[0], year_range[1] + 1)]
+
+
+def file_name(url: str) -> str:
+    name = Path(urlparse(url).path).name
+    if not name:
+        raise DownloadError(f"cannot derive a file name from URL '{url}'")
+    return name
+
+
+def known_hash(sha256: str | dict[str, str] | None, name: str) -> str | None:
+    if isinstance(sha256, dict):
+        digest = sha256.get(name)
+    else:
+        digest = sha256
+    return f"sha256:{digest}" if digest else None
+
+
+def _check_readable(path: Path, url: str) -> None:
+    """Without a checksum, at least prove the file is a complete NetCDF/HDF5 file."""
+    if path.suffix not in {".nc", ".nc4", ".h5"}:
+        return
+    try:
+        xr.open_dataset(path).close()
+    except Exception as err:
+        path.unlink(missing_ok=True)
+        raise DownloadError(
+            f"downloaded '{url}' but it is not a readable NetCDF file ({err}); removed it"
+        ) from err
+
+
+def download(
+    url: str,
+    out_dir: str | Path,
+    dataset: str,
+    sha256: str | dict[str, str] | None = None,
+    retries: int = 3,
+    timeout: float = 60,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` into ``out_dir`` and return the local path.
+
+    Raises DownloadError naming the URL on checksum mismatch (the file is deleted),
+    truncated transfers, or unreachable servers (after ``retries`` retries).
+    """
+    out_dir = Path(out_dir)
+    name = file_name(url)
+    expected = known_hash(sha256, name)
+    fetcher = pooch.create(
+        path=out_dir,
+        base_url="",
+        registry={name: expected},
+        urls={name: url},
+        retry_if_failed=retries,
+    )
+    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
+    try:
+        path = Path(fetcher.fetch(name, downloader=downloader))
+    except ValueError as err:  # pooch's hash mismatch
+        (out_dir / name).unlink(missing_ok=True)
+        raise DownloadError(
+            f"checksum mismatch for '{url}': {err}. The bad file was deleted. "
+            "If the archive legitimately changed, update the sha256 in the config."
+        ) from err
+    except Exception as err:
+        (out_dir / name).unlink(missing_ok=True)
+        raise DownloadError(
+            f"could not download '{url}' after {retries} retries: {type(err).__name__}: {err}. "
+            + mirror_advice(dataset)
+        ) from err
+    if expected is None:
+        _check_readable(path, url)
+    return path
