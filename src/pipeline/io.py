@@ -58,9 +58,10 @@ def write_netcdf(ds: xr.Dataset, target: str | Path, **kwargs: Any) -> None:
 
 
 def write_zarr(ds: xr.Dataset, target: str | Path, **kwargs: Any) -> None:
-    """Write a Zarr store atomically (consolidated metadata, for fast remote reads)."""
+    """Write a Zarr store atomically: format 2 with consolidated metadata, which every
+    Zarr reader understands and which remote (HTTP) readers open with one request."""
     with atomic_path(target) as tmp:
-        ds.to_zarr(tmp, mode="w", consolidated=True, **kwargs)
+        ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2, **kwargs)
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:

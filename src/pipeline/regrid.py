@@ -13,13 +13,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import logging
+
+import dask
 import numpy as np
 import xarray as xr
 import xarray_regrid  # noqa: F401  (registers the .regrid accessor)
+from dask.diagnostics import ProgressBar
 
 from pipeline.conservative import regrid_conservative
 from pipeline.io import write_zarr
 from pipeline.variables import DataError, derive_variables
+
+log = logging.getLogger(__name__)
 
 
 def cell_centres(lo: float, hi: float, resolution: float) -> np.ndarray:
@@ -92,13 +98,20 @@ def regrid_dataset(
     dataset_cfg: Mapping[str, Any],
     grid: Mapping[str, Any],
     out: str | Path,
+    threads: int = 1,
 ) -> xr.Dataset:
-    """Open, harmonise and regrid one downloaded dataset, writing Zarr at ``out``."""
+    """Open, harmonise and regrid one downloaded dataset, writing Zarr at ``out``.
+
+    The dask graph runs on ``threads`` threads with a progress bar; each task holds one
+    time chunk, so memory stays bounded by ``grid.time_chunk``.
+    """
     raw = open_raw(manifest, grid["time_chunk"])
     ds = derive_variables(raw, dataset_cfg.get("variables"), source_name=manifest["dataset"])
     out_ds = regrid(ds, grid).astype("float32")
     out_ds = out_ds.chunk({"time": grid["time_chunk"], "lat": -1, "lon": -1})
     for var in out_ds.variables.values():
         var.encoding.clear()
-    write_zarr(out_ds, out)
+    log.info("regridding %s (%s) to %s", manifest["dataset"], grid["method"], out)
+    with dask.config.set(scheduler="threads", num_workers=threads), ProgressBar(dt=1.0):
+        write_zarr(out_ds, out)
     return out_ds

@@ -1,0 +1,14 @@
+"""regrid rule: put one downloaded dataset on the experiment grid (Zarr)."""
+
+from pipeline.logs import configure
+from pipeline.regrid import regrid_dataset
+from pipeline.sources import read_manifest
+
+configure(snakemake.log[0])
+regrid_dataset(
+    read_manifest(snakemake.input.manifest),
+    snakemake.params.dataset,
+    snakemake.params.grid,
+    snakemake.output.store,
+    threads=snakemake.threads,
+)
