@@ -186,6 +186,12 @@ def _check_experiment(name: str, exp: Mapping[str, Any], config: Mapping[str, An
         lo, hi = grid[axis]
         if lo >= hi:
             raise ConfigError(f"{key}.grid.{axis}", f"must be [min, max] with min < max, got {lo, hi}")
+        cells = (hi - lo) / grid["resolution"]
+        if abs(cells - round(cells)) > 1e-9:
+            raise ConfigError(
+                f"{key}.grid.{axis}",
+                f"[{lo}, {hi}] is not a whole number of {grid['resolution']}-degree cells",
+            )
     if grid["lon"][1] - grid["lon"][0] > 360:
         raise ConfigError(f"{key}.grid.lon", "spans more than 360 degrees")
     for model in exp.get("sweep", {}):

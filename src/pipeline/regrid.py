@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import logging
+import warnings
 
 import dask
 import numpy as np
@@ -88,7 +89,9 @@ def open_raw(manifest: Mapping[str, Any], time_chunk: int) -> xr.Dataset:
         if all(p.endswith(".zarr") for p in paths):
             datasets = [xr.open_zarr(p, chunks=chunks) for p in paths]
             return xr.merge(datasets) if len(datasets) > 1 else datasets[0]
-        return xr.open_mfdataset(paths, chunks=chunks, combine="by_coords", parallel=False)
+        with warnings.catch_warnings():  # archives' on-disk chunks rarely align with ours
+            warnings.filterwarnings("ignore", "The specified chunks separate", UserWarning)
+            return xr.open_mfdataset(paths, chunks=chunks, combine="by_coords")
     except (OSError, ValueError) as err:
         raise DataError(f"cannot open {paths} for dataset '{manifest['dataset']}': {err}") from err
 

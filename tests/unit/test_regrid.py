@@ -1,0 +1,126 @@
+"""Regridding: conventions, the seam, NaN masks, out-of-core memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+
+from pipeline.conservative import latitude_weights, longitude_weights
+from pipeline.regrid import regrid, regrid_dataset, target_grid
+
+GRID = {"resolution": 10.0, "lat": [-60, 60], "lon": [0, 360], "method": "conservative",
+        "nan_threshold": 0.5, "time_chunk": 10}
+
+
+def field(lat_desc: bool = True, lon: np.ndarray | None = None, n_time: int = 2) -> xr.Dataset:
+    lat = np.arange(-89.0, 90.0, 2.0)
+    lat = lat[::-1] if lat_desc else lat
+    lon = np.arange(0.0, 360.0, 2.0) if lon is None else lon
+    la, lo = np.meshgrid(lat, lon, indexing="ij")
+    values = 10 + np.cos(np.deg2rad(la)) * np.cos(np.deg2rad(lo)) * 5 + np.sin(np.deg2rad(2 * la))
+    data = np.stack([values + t for t in range(n_time)])
+    time = xr.date_range("2000-01-01", periods=n_time, freq="MS")
+    return xr.Dataset({"v": (("time", "lat", "lon"), data)}, coords={"time": time, "lat": lat, "lon": lon})
+
+
+def test_target_grid_conventions() -> None:
+    g = target_grid({**GRID, "lon": [-180, 180]})
+    assert g["lat"].values[0] == -55 and np.all(np.diff(g["lat"]) > 0)
+    assert g["lon"].values[0] == -175 and g["lon"].values[-1] == 175
+
+
+@pytest.mark.parametrize("method", ["linear", "conservative"])
+def test_latitude_order_does_not_matter(method: str) -> None:
+    grid = {**GRID, "method": method}
+    a = regrid(field(lat_desc=True), grid)
+    b = regrid(field(lat_desc=False), grid)
+    xr.testing.assert_allclose(a, b)
+    assert np.all(np.diff(a["lat"]) > 0)
+
+
+@pytest.mark.parametrize("method", ["linear", "conservative"])
+def test_longitude_conventions_agree(method: str) -> None:
+    src = field()
+    west = regrid(src, {**GRID, "method": method, "lon": [-180, 180]})
+    east = regrid(src, {**GRID, "method": method})
+    assert west["lon"].min() < 0
+    wrapped = west.assign_coords(lon=west["lon"] % 360).sortby("lon")
+    np.testing.assert_allclose(wrapped["v"].values, east["v"].values, rtol=1e-12)
+
+
+def test_source_in_minus180_convention_gives_same_result() -> None:
+    src = field()
+    shifted = src.assign_coords(lon=((src["lon"] + 180) % 360) - 180).sortby("lon")
+    np.testing.assert_allclose(regrid(shifted, GRID)["v"], regrid(src, GRID)["v"], rtol=1e-12)
+
+
+def test_seam_cell_is_filled_from_both_sides() -> None:
+    # A field that is 1 east of 355 and 0 elsewhere: the cell 355..5 sees half of it.
+    src = field()
+    src["v"][:] = xr.where((src["lon"] >= 356) | (src["lon"] <= 358), 0.0, 0.0)
+    src["v"].loc[{"lon": 358.0}] = 2.0  # the source cell 357..359
+    out = regrid(src, {**GRID, "lon": [-5, 355]})
+    seam = out["v"].sel(lon=0.0).isel(time=0)
+    np.testing.assert_allclose(seam.values, 2.0 * 2 / 10, rtol=1e-12)
+
+
+def test_conservative_weights_sum_to_cell_areas() -> None:
+    src = np.arange(-89.0, 90.0, 2.0)
+    tgt = np.arange(-87.5, 90.0, 5.0)
+    w = latitude_weights(src, tgt)
+    exact = np.sin(np.deg2rad(tgt + 2.5)) - np.sin(np.deg2rad(tgt - 2.5))
+    np.testing.assert_allclose(w.sum(axis=1), exact, rtol=1e-12)
+    wl = longitude_weights(np.arange(0.0, 360.0, 2.0), np.arange(2.5, 360.0, 5.0))
+    np.testing.assert_allclose(wl.sum(axis=1), 5.0)
+
+
+def test_land_stays_nan_and_does_not_bleed() -> None:
+    src = field()
+    land = (src["lon"] >= 100) & (src["lon"] < 140) & (np.abs(src["lat"]) < 30)
+    src["v"] = src["v"].where(~land)
+    out = regrid(src, GRID)["v"].isel(time=0)
+    # cells fully inside the land box are NaN ...
+    assert out.sel(lat=slice(-20, 20), lon=slice(105, 135)).isnull().all()
+    # ... while ocean cells next to the coast keep finite values equal to the ocean-only mean
+    coast = out.sel(lat=5.0, lon=95.0)
+    assert np.isfinite(coast)
+    lin = regrid(src, {**GRID, "method": "linear"})["v"].isel(time=0)
+    assert np.isfinite(lin.sel(lat=5.0, lon=85.0))
+    assert lin.sel(lat=5.0, lon=115.0).isnull()
+
+
+def test_nan_threshold_controls_coastal_cells() -> None:
+    src = field()
+    src["v"] = src["v"].where(src["lon"] < 96)  # a coast cutting cell 90..100 at 96
+    strict = regrid(src, {**GRID, "nan_threshold": 0.0})["v"].sel(lon=95.0)
+    loose = regrid(src, {**GRID, "nan_threshold": 0.9})["v"].sel(lon=95.0)
+    assert strict.isnull().all() and loose.notnull().all()
+
+
+def test_peak_memory_is_bounded_by_the_chunk(tmp_path, tiny_enso) -> None:
+    """Regrid 4x more time steps than one chunk holds: peak traced memory grows little."""
+    def peak(n_years: int) -> int:
+        src = xr.open_dataset(tiny_enso["data"])
+        src = src.isel(time=slice(0, 12 * n_years))
+        path = tmp_path / f"src{n_years}.nc"
+        src.to_netcdf(path)
+        manifest = {"dataset": "m", "files": [{"path": str(path), "role": "data"}]}
+        grid = {**GRID, "time_chunk": 12}
+        tracemalloc.start()
+        with dask.config.set(scheduler="synchronous"):
+            regrid_dataset(manifest, {}, grid, tmp_path / f"out{n_years}.zarr")
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    chunk_bytes = 12 * 44 * 90 * 4 * 2  # one time chunk of both variables, float32
+    small, large = peak(4), peak(16)
+    assert large < 1.5 * small, (small, large)
+    assert large < 40 * chunk_bytes, (large, chunk_bytes)
+    total_bytes = 16 * chunk_bytes
+    print(f"peak traced memory: {small/1e6:.1f} MB (4 chunks) vs {large/1e6:.1f} MB "
+          f"(16 chunks, data {total_bytes/1e6:.1f} MB)")
