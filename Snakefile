@@ -1,6 +1,5 @@
 # geodl-pipeline: download -> regrid -> prepare -> train -> evaluate -> importance -> summarize.
 # All logic lives in src/pipeline; rules call thin scripts in workflow/scripts.
-import os
 import sys
 from pathlib import Path
 
@@ -9,14 +8,15 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
-# Jobs (local, conda or SLURM) import the same checkout of the package.
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+sys.path.insert(0, SRC)  # jobs do the same through workflow/scripts/_src.py
 
 from pipeline.config import resolve_config  # noqa: E402
 
+# The default experiment, unless --configfile/--config give another: Snakemake would
+# otherwise deep-merge the two, leaking default models into a smaller config.
+if not config:
 
-configfile: "config/config.yaml"
+    configfile: "config/config.yaml"
 
 
 CFG = resolve_config(config)  # clear errors naming the key, before any job runs
@@ -30,6 +30,6 @@ include: "workflow/rules/prepare.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

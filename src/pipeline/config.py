@@ -177,7 +177,9 @@ def _check_experiment(name: str, exp: Mapping[str, Any], config: Mapping[str, An
         )
     for i, lead in enumerate(task["leads"]):
         if lead <= 0:
-            raise ConfigError(f"{key}.task.leads[{i}]", f"leads must be positive months, got {lead}")
+            raise ConfigError(
+                f"{key}.task.leads[{i}]", f"leads must be positive months, got {lead}"
+            )
     if len(set(task["leads"])) != len(task["leads"]):
         raise ConfigError(f"{key}.task.leads", "contains duplicates")
     _check_splits(f"{key}.splits", exp["splits"])
@@ -185,7 +187,9 @@ def _check_experiment(name: str, exp: Mapping[str, Any], config: Mapping[str, An
     for axis in ("lat", "lon"):
         lo, hi = grid[axis]
         if lo >= hi:
-            raise ConfigError(f"{key}.grid.{axis}", f"must be [min, max] with min < max, got {lo, hi}")
+            raise ConfigError(
+                f"{key}.grid.{axis}", f"must be [min, max] with min < max, got {lo, hi}"
+            )
         cells = (hi - lo) / grid["resolution"]
         if abs(cells - round(cells)) > 1e-9:
             raise ConfigError(
@@ -296,6 +300,4 @@ def prepare_hash(config: Mapping[str, Any], experiment: str) -> str:
 def run_hash(config: Mapping[str, Any], experiment: str, variant: str, seed: int) -> str:
     """Hash of everything that determines one training run (used to resume safely)."""
     spec = config["experiments"][experiment]["variants"][variant]
-    return stable_hash(
-        {"prepared": prepare_hash(config, experiment), "spec": spec, "seed": seed}
-    )
+    return stable_hash({"prepared": prepare_hash(config, experiment), "spec": spec, "seed": seed})

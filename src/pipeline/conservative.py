@@ -62,5 +62,9 @@ def regrid_conservative(ds: xr.Dataset, target: xr.Dataset, nan_threshold: float
         valid = xr.dot(da.notnull().astype(da.dtype), w_lat_t, w_lon_t, dim=["lat", "lon"])
         total = xr.dot(da.fillna(0), w_lat_t, w_lon_t, dim=["lat", "lon"])
         keep = (valid > 0) & (valid >= (1 - nan_threshold) * covered.astype(da.dtype))
-        out[name] = (total / valid.where(valid > 0)).where(keep).rename({"lat_out": "lat", "lon_out": "lon"})
+        out[name] = (
+            (total / valid.where(valid > 0))
+            .where(keep)
+            .rename({"lat_out": "lat", "lon_out": "lon"})
+        )
     return xr.Dataset(out).assign_coords(lat=target["lat"], lon=target["lon"])

@@ -177,7 +177,10 @@ def prepare(
 ) -> xr.Dataset:
     """Run the prepare stage for one experiment and write ``prepared.zarr`` at ``out``."""
     fields = xr.merge([xr.open_zarr(p) for p in grid_paths], compat="override")
-    span = [min(v[0] for v in experiment["splits"].values()), max(v[1] for v in experiment["splits"].values())]
+    span = [
+        min(v[0] for v in experiment["splits"].values()),
+        max(v[1] for v in experiment["splits"].values()),
+    ]
     fields = fields.sel(time=slice(f"{span[0]}-01-01", f"{span[1]}-12-31"))
     ds = build_samples(fields, experiment["task"], experiment["splits"], load_truth(manifests))
     ds.attrs.update({"config_hash": config_hash, "data_sha256": data_sha256(manifests)})

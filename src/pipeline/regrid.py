@@ -9,12 +9,11 @@ This module adds what archives need around it: coordinate conventions (lat ascen
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import logging
-import warnings
 
 import dask
 import numpy as np
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def cell_centres(lo: float, hi: float, resolution: float) -> np.ndarray:
     """Centres of cells of size ``resolution`` tiling [lo, hi]."""
-    n = int(round((hi - lo) / resolution))
+    n = round((hi - lo) / resolution)
     if not np.isclose(n * resolution, hi - lo):
         raise ValueError(f"[{lo}, {hi}] is not a whole number of {resolution}-degree cells")
     return lo + resolution * (np.arange(n) + 0.5)

@@ -15,7 +15,9 @@ from tests.conftest import require_tools
 pytestmark = pytest.mark.cdo
 
 TARGET = {"resolution": 5.0, "lat": [-90, 90], "lon": [0, 360], "nan_threshold": 0.5}
-CDO_GRID = "gridtype = lonlat\nxsize = 72\nysize = 36\nxfirst = 2.5\nxinc = 5\nyfirst = -87.5\nyinc = 5\n"
+CDO_GRID = (
+    "gridtype = lonlat\nxsize = 72\nysize = 36\nxfirst = 2.5\nxinc = 5\nyfirst = -87.5\nyinc = 5\n"
+)
 
 
 def global_field(descending: bool) -> xr.Dataset:
@@ -25,12 +27,17 @@ def global_field(descending: bool) -> xr.Dataset:
     lon = np.arange(0.0, 360.0, 2.0)
     la, lo = np.deg2rad(np.meshgrid(lat, lon, indexing="ij"))
     values = (
-        280 + 20 * np.cos(la) ** 2 + 5 * np.sin(2 * la) * np.sin(lo) + 3 * np.cos(la) * np.cos(3 * lo)
+        280
+        + 20 * np.cos(la) ** 2
+        + 5 * np.sin(2 * la) * np.sin(lo)
+        + 3 * np.cos(la) * np.cos(3 * lo)
         + 2 * np.cos(la) * np.sin(lo - 0.7) ** 5  # sharp structure near the seam
     )
     time = xr.date_range("2000-01-01", periods=2, freq="MS")
     data = np.stack([values, values * 1.01])
-    ds = xr.Dataset({"t": (("time", "lat", "lon"), data)}, coords={"time": time, "lat": lat, "lon": lon})
+    ds = xr.Dataset(
+        {"t": (("time", "lat", "lon"), data)}, coords={"time": time, "lat": lat, "lon": lon}
+    )
     ds["lat"].attrs = {"units": "degrees_north", "standard_name": "latitude"}
     ds["lon"].attrs = {"units": "degrees_east", "standard_name": "longitude"}
     return ds
@@ -38,7 +45,11 @@ def global_field(descending: bool) -> xr.Dataset:
 
 def run_cdo(operator: str, src: xr.Dataset, tmp_path: Path) -> xr.DataArray:
     require_tools("cdo")
-    src_path, grid_path, out_path = tmp_path / "in.nc", tmp_path / "grid.txt", tmp_path / f"{operator}.nc"
+    src_path, grid_path, out_path = (
+        tmp_path / "in.nc",
+        tmp_path / "grid.txt",
+        tmp_path / f"{operator}.nc",
+    )
     src.to_netcdf(src_path)
     grid_path.write_text(CDO_GRID)
     subprocess.run(
@@ -51,7 +62,11 @@ def run_cdo(operator: str, src: xr.Dataset, tmp_path: Path) -> xr.DataArray:
 def area_mean(da: xr.DataArray) -> float:
     half = np.abs(np.gradient(da["lat"].values)) / 2
     w = np.sin(np.deg2rad(da["lat"] + half)) - np.sin(np.deg2rad(da["lat"] - half))
-    return float(da.weighted(xr.DataArray(w, dims="lat", coords={"lat": da["lat"]})).mean(("lat", "lon")).mean())
+    return float(
+        da.weighted(xr.DataArray(w, dims="lat", coords={"lat": da["lat"]}))
+        .mean(("lat", "lon"))
+        .mean()
+    )
 
 
 @pytest.mark.parametrize("descending", [True, False], ids=["lat-descending", "lat-ascending"])

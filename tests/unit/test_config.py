@@ -41,20 +41,60 @@ def _break(raw: dict, path: str, value: object) -> dict:
 MISTAKES = [
     # (what, path to change, bad value, key the error must name)
     ("wrong type", "experiments.enso.task.history", "three", "experiments.enso.task.history"),
-    ("unknown arch", "experiments.enso.models.cnn", {"arch": "transformer"}, "experiments.enso.models.cnn.arch"),
-    ("overlapping splits", "experiments.enso.splits.val", [1990, 2002], "experiments.enso.splits.val"),
-    ("inverted split", "experiments.enso.splits.test", [2010, 2003], "experiments.enso.splits.test"),
+    (
+        "unknown arch",
+        "experiments.enso.models.cnn",
+        {"arch": "transformer"},
+        "experiments.enso.models.cnn.arch",
+    ),
+    (
+        "overlapping splits",
+        "experiments.enso.splits.val",
+        [1990, 2002],
+        "experiments.enso.splits.val",
+    ),
+    (
+        "inverted split",
+        "experiments.enso.splits.test",
+        [2010, 2003],
+        "experiments.enso.splits.test",
+    ),
     ("lead zero", "experiments.enso.task.leads", [1, 0], "experiments.enso.task.leads[1]"),
     ("negative lead", "experiments.enso.task.leads", [-3], "experiments.enso.task.leads[0]"),
     ("unknown dataset", "experiments.enso.dataset", "ersst_typo", "experiments.enso.dataset"),
-    ("missing input variable", "experiments.enso.task.inputs", ["sst", "ssh"], "experiments.enso.task.inputs[1]"),
-    ("unknown regrid method", "experiments.enso.grid.method", "bicubic", "experiments.enso.grid.method"),
+    (
+        "missing input variable",
+        "experiments.enso.task.inputs",
+        ["sst", "ssh"],
+        "experiments.enso.task.inputs[1]",
+    ),
+    (
+        "unknown regrid method",
+        "experiments.enso.grid.method",
+        "bicubic",
+        "experiments.enso.grid.method",
+    ),
     ("empty seed list", "experiments.enso.seeds", [], "experiments.enso.seeds"),
     ("unknown key", "experiments.enso.trainig", {"epochs": 3}, "experiments.enso"),
-    ("missing source url", "datasets.enso_synth.source", {"kind": "http"}, "datasets.enso_synth.source.url"),
-    ("http dataset without variables", "datasets.enso_synth.source", {"kind": "http", "url": "http://x/a.nc"}, "datasets.enso_synth.variables"),
+    (
+        "missing source url",
+        "datasets.enso_synth.source",
+        {"kind": "http"},
+        "datasets.enso_synth.source.url",
+    ),
+    (
+        "http dataset without variables",
+        "datasets.enso_synth.source",
+        {"kind": "http", "url": "http://x/a.nc"},
+        "datasets.enso_synth.variables",
+    ),
     ("grid not whole cells", "experiments.enso.grid.resolution", 7.0, "experiments.enso.grid.lat"),
-    ("sweep of unknown model", "experiments.enso.sweep", {"vit": {"lr": [0.1]}}, "experiments.enso.sweep.vit"),
+    (
+        "sweep of unknown model",
+        "experiments.enso.sweep",
+        {"vit": {"lr": [0.1]}},
+        "experiments.enso.sweep.vit",
+    ),
 ]
 
 
@@ -77,7 +117,13 @@ def test_defaults_are_filled(raw: dict) -> None:
 
 def test_default_config_resolves() -> None:
     cfg = load_config(REPO / "config" / "config.yaml")
-    assert set(cfg["experiments"]["enso"]["variants"]) == {"cnn", "resnet", "lstm", "convlstm", "unet"}
+    assert set(cfg["experiments"]["enso"]["variants"]) == {
+        "cnn",
+        "resnet",
+        "lstm",
+        "convlstm",
+        "unet",
+    }
 
 
 def test_sweep_expands_into_named_variants(raw: dict) -> None:

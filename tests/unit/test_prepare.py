@@ -12,8 +12,13 @@ from pipeline.geo import area_weights, box_mean, index_series
 from pipeline.prepare import build_samples, sample_indices, split_labels
 from pipeline.variables import DataError
 
-TASK = {"inputs": ["sst", "heat_content"], "target": "nino34", "target_variable": "sst",
-        "history": 3, "leads": [1, 6]}
+TASK = {
+    "inputs": ["sst", "heat_content"],
+    "target": "nino34",
+    "target_variable": "sst",
+    "history": 3,
+    "leads": [1, 6],
+}
 SPLITS = {"train": [2000, 2009], "val": [2010, 2012], "test": [2013, 2015]}
 
 
@@ -29,8 +34,10 @@ def fields(seed: int = 0) -> xr.Dataset:
     sst[:, 0, :3] = np.nan  # some land
     hc[:, 0, :3] = np.nan
     return xr.Dataset(
-        {"sst": (("time", "lat", "lon"), sst.astype("f4")),
-         "heat_content": (("time", "lat", "lon"), hc.astype("f4"))},
+        {
+            "sst": (("time", "lat", "lon"), sst.astype("f4")),
+            "heat_content": (("time", "lat", "lon"), hc.astype("f4")),
+        },
         coords={"time": time, "lat": lat, "lon": lon},
     )
 
@@ -99,13 +106,17 @@ def test_land_is_masked_and_filled_explicitly() -> None:
 def test_nino34_is_area_weighted_box_mean() -> None:
     lat = np.arange(-7.5, 10, 5.0)
     lon = np.arange(182.5, 250, 5.0)
-    da = xr.DataArray(np.zeros((len(lat), len(lon))), coords={"lat": lat, "lon": lon}, dims=("lat", "lon"))
+    da = xr.DataArray(
+        np.zeros((len(lat), len(lon))), coords={"lat": lat, "lon": lon}, dims=("lat", "lon")
+    )
     da[:] = lat[:, None]  # the value is the latitude
     # inside the box: lat -2.5, 2.5 with equal weights, so the mean is 0
     assert abs(float(index_series(da, "nino34"))) < 1e-12
     da2 = da.copy()
     da2[:] = (lon[None, :] >= 190) * 1.0
-    assert float(box_mean(da2, (-5, 5, 190, 240))) == pytest.approx(1.0, abs=1e-12)  # outside ignored
+    assert float(box_mean(da2, (-5, 5, 190, 240))) == pytest.approx(
+        1.0, abs=1e-12
+    )  # outside ignored
     # -180..180 longitudes select the same cells
     da3 = da2.assign_coords(lon=((da2["lon"] + 180) % 360) - 180)
     assert float(box_mean(da3, (-5, 5, 190, 240))) == pytest.approx(1.0, abs=1e-12)

@@ -12,8 +12,14 @@ import xarray as xr
 from pipeline.conservative import latitude_weights, longitude_weights
 from pipeline.regrid import regrid, regrid_dataset, target_grid
 
-GRID = {"resolution": 10.0, "lat": [-60, 60], "lon": [0, 360], "method": "conservative",
-        "nan_threshold": 0.5, "time_chunk": 10}
+GRID = {
+    "resolution": 10.0,
+    "lat": [-60, 60],
+    "lon": [0, 360],
+    "method": "conservative",
+    "nan_threshold": 0.5,
+    "time_chunk": 10,
+}
 
 
 def field(lat_desc: bool = True, lon: np.ndarray | None = None, n_time: int = 2) -> xr.Dataset:
@@ -24,7 +30,9 @@ def field(lat_desc: bool = True, lon: np.ndarray | None = None, n_time: int = 2)
     values = 10 + np.cos(np.deg2rad(la)) * np.cos(np.deg2rad(lo)) * 5 + np.sin(np.deg2rad(2 * la))
     data = np.stack([values + t for t in range(n_time)])
     time = xr.date_range("2000-01-01", periods=n_time, freq="MS")
-    return xr.Dataset({"v": (("time", "lat", "lon"), data)}, coords={"time": time, "lat": lat, "lon": lon})
+    return xr.Dataset(
+        {"v": (("time", "lat", "lon"), data)}, coords={"time": time, "lat": lat, "lon": lon}
+    )
 
 
 def test_target_grid_conventions() -> None:
@@ -103,6 +111,7 @@ def test_nan_threshold_controls_coastal_cells() -> None:
 
 def test_peak_memory_is_bounded_by_the_chunk(tmp_path, tiny_enso) -> None:
     """Regrid 4x more time steps than one chunk holds: peak traced memory grows little."""
+
     def peak(n_years: int) -> int:
         src = xr.open_dataset(tiny_enso["data"])
         src = src.isel(time=slice(0, 12 * n_years))
@@ -122,5 +131,7 @@ def test_peak_memory_is_bounded_by_the_chunk(tmp_path, tiny_enso) -> None:
     assert large < 1.5 * small, (small, large)
     assert large < 40 * chunk_bytes, (large, chunk_bytes)
     total_bytes = 16 * chunk_bytes
-    print(f"peak traced memory: {small/1e6:.1f} MB (4 chunks) vs {large/1e6:.1f} MB "
-          f"(16 chunks, data {total_bytes/1e6:.1f} MB)")
+    print(
+        f"peak traced memory: {small / 1e6:.1f} MB (4 chunks) vs {large / 1e6:.1f} MB "
+        f"(16 chunks, data {total_bytes / 1e6:.1f} MB)"
+    )

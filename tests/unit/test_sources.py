@@ -22,7 +22,7 @@ def served_file(http_root: tuple[Path, str], tiny_enso: dict) -> tuple[Path, str
 
 
 def test_http_download_with_checksum(served_file, tmp_path: Path) -> None:
-    root, url, digest = served_file
+    _root, url, digest = served_file
     path = download(f"{url}/sst.mnmean.nc", tmp_path / "raw", "ersst", sha256=digest, retries=0)
     assert sha256_file(path) == digest
     assert xr.open_dataset(path)["sst"].sizes["time"] == 240
@@ -45,8 +45,11 @@ def test_truncated_transfer_is_never_accepted(served_file, tmp_path: Path, with_
     out = tmp_path / "raw"
     with pytest.raises(DownloadError):
         download(
-            f"{url}/truncated/sst.mnmean.nc", out, "ersst",
-            sha256=digest if with_hash else None, retries=0,
+            f"{url}/truncated/sst.mnmean.nc",
+            out,
+            "ersst",
+            sha256=digest if with_hash else None,
+            retries=0,
         )
     assert not [p for p in out.rglob("*") if p.is_file()]
 
@@ -60,8 +63,10 @@ def _closed_port() -> int:
 @pytest.mark.parametrize("kind", ["404", "refused"])
 def test_dead_url_names_the_url_and_the_workaround(http_root, tmp_path: Path, kind: str) -> None:
     _, url = http_root
-    dead = f"{url}/moved/sst.mnmean.nc" if kind == "404" else (
-        f"http://127.0.0.1:{_closed_port()}/sst.mnmean.nc"
+    dead = (
+        f"{url}/moved/sst.mnmean.nc"
+        if kind == "404"
+        else (f"http://127.0.0.1:{_closed_port()}/sst.mnmean.nc")
     )
     with pytest.raises(DownloadError) as info:
         download(dead, tmp_path / "raw", "ersst", retries=1)
@@ -117,7 +122,9 @@ def test_remote_zarr_missing_variable(http_root, tiny_enso: dict, tmp_path: Path
 
 def test_local_glob_and_missing_path(tiny_enso: dict, tmp_path: Path) -> None:
     folder = Path(tiny_enso["data"]).parent
-    manifest = fetch("mine", {"source": {"kind": "local", "path": str(folder / "enso*.nc")}}, tmp_path)
+    manifest = fetch(
+        "mine", {"source": {"kind": "local", "path": str(folder / "enso*.nc")}}, tmp_path
+    )
     assert [Path(f["path"]).name for f in manifest["files"]] == ["enso.nc"]
     with pytest.raises(DownloadError, match="no file matches"):
         fetch("mine", {"source": {"kind": "local", "path": str(tmp_path / "nope*.nc")}}, tmp_path)

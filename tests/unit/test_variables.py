@@ -10,15 +10,48 @@ from pipeline.variables import DataError, depth_mean, derive_variables
 
 
 def godas_like() -> xr.Dataset:
-    level = np.array([5.0, 15.0, 25.0, 35.0, 45.0, 55.0, 65.0, 75.0, 85.0, 95.0, 105.0,
-                      115.0, 125.0, 135.0, 145.0, 155.0, 165.0, 175.0, 185.0, 195.0, 205.0,
-                      215.0, 225.0, 238.0, 262.0, 303.0, 366.0, 459.0])
+    level = np.array(
+        [
+            5.0,
+            15.0,
+            25.0,
+            35.0,
+            45.0,
+            55.0,
+            65.0,
+            75.0,
+            85.0,
+            95.0,
+            105.0,
+            115.0,
+            125.0,
+            135.0,
+            145.0,
+            155.0,
+            165.0,
+            175.0,
+            185.0,
+            195.0,
+            205.0,
+            215.0,
+            225.0,
+            238.0,
+            262.0,
+            303.0,
+            366.0,
+            459.0,
+        ]
+    )
     temp = 300.0 - 0.05 * level  # kelvin, decreasing with depth
     data = np.broadcast_to(temp[None, :, None, None], (2, len(level), 3, 4)).copy()
     ds = xr.Dataset(
         {"pottmp": (("time", "level", "latitude", "longitude"), data, {"units": "K"})},
-        coords={"time": xr.date_range("1980-01-01", periods=2, freq="MS"), "level": level,
-                "latitude": [-1.0, 0.0, 1.0], "longitude": [0.0, 1.0, 2.0, 3.0]},
+        coords={
+            "time": xr.date_range("1980-01-01", periods=2, freq="MS"),
+            "level": level,
+            "latitude": [-1.0, 0.0, 1.0],
+            "longitude": [0.0, 1.0, 2.0, 3.0],
+        },
     )
     return ds
 

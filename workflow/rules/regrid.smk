@@ -3,15 +3,15 @@ rule regrid:
         manifest=lambda w: raw_manifest(w.dataset),
     output:
         store=directory(f"{RESULTS}/data/grid/{{dataset}}.zarr"),
-    params:
-        dataset=lambda w: CFG["datasets"][w.dataset],
-        grid=lambda w: grid_of(w.dataset),
     log:
         f"{RESULTS}/logs/regrid/{{dataset}}.log",
+    conda:
+        PIPELINE_ENV
     threads: 2
     resources:
         mem_mb=4000,
-    conda:
-        PIPELINE_ENV
+    params:
+        dataset=lambda w: CFG["datasets"][w.dataset],
+        grid=lambda w: grid_of(w.dataset),
     script:
         "../scripts/regrid.py"

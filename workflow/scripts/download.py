@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import _src  # noqa: F401  (this checkout's src/ on sys.path)
+
 from pipeline.logs import configure
 from pipeline.sources import fetch
 

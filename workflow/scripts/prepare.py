@@ -1,5 +1,7 @@
 """prepare rule: anomalies, splits, normalisation and sample windows (Zarr)."""
 
+import _src  # noqa: F401  (this checkout's src/ on sys.path)
+
 from pipeline.logs import configure
 from pipeline.prepare import prepare
 from pipeline.sources import read_manifest

@@ -1,5 +1,7 @@
 """regrid rule: put one downloaded dataset on the experiment grid (Zarr)."""
 
+import _src  # noqa: F401  (this checkout's src/ on sys.path)
+
 from pipeline.logs import configure
 from pipeline.regrid import regrid_dataset
 from pipeline.sources import read_manifest

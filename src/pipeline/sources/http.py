@@ -45,10 +45,7 @@ def file_name(url: str) -> str:
 
 
 def known_hash(sha256: str | dict[str, str] | None, name: str) -> str | None:
-    if isinstance(sha256, dict):
-        digest = sha256.get(name)
-    else:
-        digest = sha256
+    digest = sha256.get(name) if isinstance(sha256, dict) else sha256
     return f"sha256:{digest}" if digest else None
 
 

@@ -34,7 +34,8 @@ def fetch_zarr(url: str, target: str | Path, dataset: str, select: Mapping[str, 
         remote = xr.open_zarr(url, chunks={})
     except Exception as err:
         raise DownloadError(
-            f"could not open remote Zarr '{url}': {type(err).__name__}: {err}. " + mirror_advice(dataset)
+            f"could not open remote Zarr '{url}': {type(err).__name__}: {err}. "
+            + mirror_advice(dataset)
         ) from err
     local = subset(remote, select)
     for var in local.variables.values():

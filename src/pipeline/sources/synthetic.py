@@ -76,9 +76,9 @@ class RechargeOscillator:
 
 def grid(resolution: float) -> tuple[np.ndarray, np.ndarray]:
     """ERSST-style cell centres: latitudes descending from 90-res, longitudes from 0."""
-    n_lat = int(round(180 / resolution)) - 1
+    n_lat = round(180 / resolution) - 1
     lat = 90 - resolution * np.arange(1, n_lat + 1)
-    lon = resolution * np.arange(int(round(360 / resolution)))
+    lon = resolution * np.arange(round(360 / resolution))
     return lat.astype(np.float32), lon.astype(np.float32)
 
 
@@ -153,8 +153,11 @@ def climatology(lat: np.ndarray, lon: np.ndarray, months: np.ndarray) -> dict[st
 
 
 def enso_datasets(
-    years: int = 150, start_year: int = 1871, seed: int = 0, resolution: float = 2.0,
-    oscillator: RechargeOscillator = RechargeOscillator(),  # noqa: B008 - frozen dataclass
+    years: int = 150,
+    start_year: int = 1871,
+    seed: int = 0,
+    resolution: float = 2.0,
+    oscillator: RechargeOscillator = RechargeOscillator(),
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Build the (data, truth) datasets. Deterministic for a given seed."""
     rng = np.random.default_rng(seed)
@@ -206,12 +209,23 @@ def enso_datasets(
     }
     truth = xr.Dataset(
         {
-            "T": ("time", T.astype(np.float32), {"long_name": "latent east-Pacific SST index", "units": "degC"}),
-            "h": ("time", h.astype(np.float32), {"long_name": "latent heat-content index", "units": "degC"}),
+            "T": (
+                "time",
+                T.astype(np.float32),
+                {"long_name": "latent east-Pacific SST index", "units": "degC"},
+            ),
+            "h": (
+                "time",
+                h.astype(np.float32),
+                {"long_name": "latent heat-content index", "units": "degC"},
+            ),
             "oracle": (
                 ("time", "lead"),
                 oracle.astype(np.float32),
-                {"long_name": "E[T(t+lead) | T(t), h(t)]: the predictability limit", "units": "degC"},
+                {
+                    "long_name": "E[T(t+lead) | T(t), h(t)]: the predictability limit",
+                    "units": "degC",
+                },
             ),
         },
         coords={"time": time, "lead": ("lead", ORACLE_LEADS, {"units": "months"})},
@@ -221,14 +235,19 @@ def enso_datasets(
 
 
 def _encoding(ds: xr.Dataset) -> dict[str, dict]:
-    enc: dict[str, dict] = {"time": {"units": TIME_UNITS, "calendar": "standard", "dtype": "float64"}}
+    enc: dict[str, dict] = {
+        "time": {"units": TIME_UNITS, "calendar": "standard", "dtype": "float64"}
+    }
     for name in ds.data_vars:
         enc[name] = {"dtype": "float32", "_FillValue": FILL_VALUE, "zlib": True, "complevel": 1}
     return enc
 
 
 def write_enso(
-    out_dir: str | Path, years: int = 150, start_year: int = 1871, seed: int = 0,
+    out_dir: str | Path,
+    years: int = 150,
+    start_year: int = 1871,
+    seed: int = 0,
     resolution: float = 2.0,
 ) -> dict[str, Path]:
     """Write ``{dataset}.nc`` and ``truth.nc`` into ``out_dir`` (atomically)."""
