@@ -159,3 +159,9 @@ def test_expand_variants_rejects_duplicate_names(raw: dict) -> None:
     exp["sweep"] = {"cnn": {"lr": [0.001, 0.0010]}}
     with pytest.raises(ConfigError):
         expand_variants(exp)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config" / "experiments").glob("*.yaml")))
+def test_shipped_experiment_configs_are_valid(path) -> None:
+    cfg = load_config(path)
+    assert cfg["experiments"]
