@@ -27,6 +27,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/regrid.smk"
 include: "workflow/rules/prepare.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

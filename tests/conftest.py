@@ -79,3 +79,34 @@ def tiny_enso(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     out = tmp_path_factory.mktemp("tiny_enso")
     return write_enso(out, years=20, start_year=1990, seed=3, resolution=4.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory: pytest.TempPathFactory, tiny_enso: dict) -> Path:
+    """A prepared.zarr built by the real regrid + prepare code from the tiny archive."""
+    import xarray as xr
+
+    from pipeline.prepare import build_samples
+    from pipeline.regrid import regrid
+
+    grid = {
+        "resolution": 10.0,
+        "lat": [-30, 30],
+        "lon": [0, 360],
+        "method": "conservative",
+        "nan_threshold": 0.5,
+    }
+    fields = regrid(xr.open_dataset(tiny_enso["data"]), grid)
+    task = {
+        "inputs": ["sst", "heat_content"],
+        "target": "nino34",
+        "target_variable": "sst",
+        "history": 2,
+        "leads": [1, 6],
+    }
+    splits = {"train": [1990, 2001], "val": [2002, 2005], "test": [2006, 2009]}
+    ds = build_samples(fields, task, splits, xr.open_dataset(tiny_enso["truth"]))
+    ds.attrs.update({"config_hash": "test", "data_sha256": "test"})
+    path = tmp_path_factory.mktemp("prepared") / "prepared.zarr"
+    ds.to_zarr(path, zarr_format=2, consolidated=True)
+    return path

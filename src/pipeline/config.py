@@ -19,6 +19,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pipeline.models.specs import complete_spec
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 #: Variables each synthetic generator writes (the truth sidecar is not an input).
@@ -233,11 +235,14 @@ def variant_name(model: str, overrides: Mapping[str, Any]) -> str:
     return "-".join([model, *parts])
 
 
-def expand_variants(exp: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def expand_variants(
+    exp: Mapping[str, Any], exp_name: str = "<experiment>"
+) -> dict[str, dict[str, Any]]:
     """Model variants of an experiment: each model crossed with its sweep.
 
-    A variant is ``{"model": {...arch spec...}, "training": {...}}``; sweep keys that
-    name training options (lr, batch_size, ...) go to ``training``, the rest to ``model``.
+    A variant is ``{"base": model, "model": {...full arch spec...}, "training": {...}}``;
+    sweep keys that name training options (lr, batch_size, ...) go to ``training``, the
+    rest to ``model``. Model specs get their defaults, so hashes cover every option.
     """
     variants: dict[str, dict[str, Any]] = {}
     for model, spec in exp["models"].items():
@@ -250,6 +255,12 @@ def expand_variants(exp: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             for k, v in overrides.items():
                 (training if k in TRAINING_KEYS else model_spec)[k] = v
             name = variant_name(model, overrides)
+            key = (
+                f"experiments.{exp_name}.sweep.{model}"
+                if overrides
+                else (f"experiments.{exp_name}.models.{model}")
+            )
+            model_spec = complete_spec(model_spec, key)
             if name in variants:
                 raise ConfigError(f"experiments.sweep.{model}", f"variant name '{name}' repeats")
             variants[name] = {"base": model, "model": model_spec, "training": training}
@@ -268,7 +279,7 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         _check_dataset(name, dataset)
     for name, exp in resolved["experiments"].items():
         _check_experiment(name, exp, resolved)
-        exp["variants"] = expand_variants(exp)
+        exp["variants"] = expand_variants(exp, name)
     _check_shared_grids(resolved)
     return resolved
 

@@ -29,12 +29,24 @@ def in_lon_range(lon: xr.DataArray, west: float, east: float) -> xr.DataArray:
     return (lon360 >= west) & (lon360 <= east)
 
 
-def box_mean(da: xr.DataArray, box: tuple[float, float, float, float]) -> xr.DataArray:
-    """Area-weighted mean over a lat-lon box (cell centres inside the box), ignoring NaN."""
+def box_weights(
+    lat: xr.DataArray, lon: xr.DataArray, box: tuple[float, float, float, float]
+) -> xr.DataArray:
+    """Cell-area weights of the cells whose centres lie in ``box``, zero elsewhere, sum 1."""
     lat0, lat1, lon0, lon1 = box
-    sel = (da["lat"] >= lat0) & (da["lat"] <= lat1)
-    region = da.where(sel & in_lon_range(da["lon"], lon0, lon1))
-    return region.weighted(area_weights(da["lat"])).mean(("lat", "lon"), skipna=True)
+    inside = (lat >= lat0) & (lat <= lat1) & in_lon_range(lon, lon0, lon1)
+    w = (area_weights(lat) * inside).transpose(lat.dims[0], lon.dims[0])
+    total = float(w.sum())
+    if total == 0:
+        raise ValueError(f"no grid cell centre lies inside the box {box}")
+    return w / total
+
+
+def box_mean(da: xr.DataArray, box: tuple[float, float, float, float]) -> xr.DataArray:
+    """Area-weighted mean over a lat-lon box, ignoring NaN cells (the index operator)."""
+    w = box_weights(da["lat"], da["lon"], box)
+    valid_weight = w.where(da.notnull()).sum(("lat", "lon"))
+    return (da * w).sum(("lat", "lon"), skipna=True) / valid_weight.where(valid_weight > 0)
 
 
 def index_series(da: xr.DataArray, name: str) -> xr.DataArray:

@@ -10,6 +10,8 @@ PIPELINE_ENV = "../../envs/pipeline.yaml"
 wildcard_constraints:
     dataset="|".join(DATASETS),
     experiment="|".join(EXPERIMENTS),
+    model="[A-Za-z0-9_.+-]+",
+    seed=r"\d+",
 
 
 def raw_manifest(dataset):
@@ -32,5 +34,15 @@ def grid_of(dataset):
     raise ValueError(f"dataset {dataset} is used by no experiment")
 
 
+def run_dirs(experiment):
+    """One folder per (model variant, seed) of an experiment."""
+    exp = CFG["experiments"][experiment]
+    return [
+        f"{RESULTS}/{experiment}/runs/{variant}/seed{seed}"
+        for variant in exp["variants"]
+        for seed in exp["seeds"]
+    ]
+
+
 def all_targets():
-    return [prepared_store(e) for e in EXPERIMENTS]
+    return [f"{run}/model.pt" for e in EXPERIMENTS for run in run_dirs(e)]

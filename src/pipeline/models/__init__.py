@@ -1,0 +1,6 @@
+"""Model zoo: CNN, ResNet, LSTM, ConvLSTM and U-Net.
+
+Build any of them with ``pipeline.models.registry.build_model(spec, shapes)``. This
+package's ``__init__`` imports nothing, so the torch-free ``specs`` module can be used
+while the config is checked.
+"""

@@ -1,0 +1,395 @@
+"""The training loop: device, mixed precision, early stopping, LR schedule,
+checkpoint/resume and determinism, for every architecture in the model zoo.
+
+Data path: when the prepared arrays fit on the device they are moved there once and
+batches are sliced on the device (no DataLoader); otherwise a DataLoader with workers
+and pinned memory streams them. Both paths see the same batches in the same order:
+the order of epoch e is a permutation seeded by (seed, e), so a resumed run continues
+exactly where an uninterrupted one would be.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from torch import nn
+from tqdm.auto import tqdm
+
+from pipeline.geo import INDEX_BOXES, area_weights, box_weights
+from pipeline.io import atomic_path, write_text
+from pipeline.models.registry import Shapes, build_model
+from pipeline.tracking import RunLogger
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "lr"]
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch; optionally force deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training.device is 'cuda' but no CUDA device is visible")
+    return torch.device(name)
+
+
+def resolve_amp(setting: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA for ``auto``; always for ``bf16``; never for ``off``."""
+    if setting == "off" or (setting == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The sample order of one epoch: a function of (seed, epoch) only."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+# ------------------------------------------------------------------------------ data
+
+
+@dataclass
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+
+def data_shapes(ds: xr.Dataset, n_out: int) -> Shapes:
+    """Model shapes plus the geometry weights (ocean means, target box) from prepared data."""
+    mask = torch.as_tensor(ds["mask"].values, dtype=torch.float32)
+    area = torch.as_tensor(area_weights(ds["lat"]).values, dtype=torch.float32)
+    channel_weights = mask * area[None, :, None]
+    channel_weights /= channel_weights.sum(dim=(1, 2), keepdim=True)
+    index_weights = box_weights(ds["lat"], ds["lon"], INDEX_BOXES[ds.attrs["target"]])
+    return Shapes(
+        history=ds.sizes["history"],
+        channels=ds.sizes["channel"],
+        lat=ds.sizes["lat"],
+        lon=ds.sizes["lon"],
+        n_out=n_out,
+        channel_weights=channel_weights,
+        index_weights=torch.as_tensor(index_weights.values, dtype=torch.float32),
+    )
+
+
+def load_split(ds: xr.Dataset, split: str, target: str) -> Split:
+    """Inputs and targets of one split as float32 tensors (targets: 'y' or 'y_map')."""
+    index = np.flatnonzero(ds["split"].values == split)
+    if len(index) == 0:
+        raise ValueError(f"the prepared data has no '{split}' samples")
+    x = torch.as_tensor(ds["x"].values[index], dtype=torch.float32)
+    y = torch.as_tensor(ds[target].values[index], dtype=torch.float32)
+    return Split(x, y)
+
+
+def fits_on_device(nbytes: int, device: torch.device, fraction: float = 0.5) -> bool:
+    if device.type != "cuda":
+        return True  # already in host memory: slicing it is the fastest path
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes < fraction * free
+
+
+class Batches:
+    """Yields (x, y) batches of a split, on the device, in the (seed, epoch) order."""
+
+    def __init__(
+        self,
+        data: Split,
+        batch_size: int,
+        device: torch.device,
+        resident: bool,
+        num_workers: int = 0,
+    ):
+        self.batch_size, self.device, self.resident = batch_size, device, resident
+        self.num_workers = num_workers
+        self.data = data.to(device) if resident else data
+
+    def __len__(self) -> int:
+        return -(-len(self.data) // self.batch_size)
+
+    def __call__(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.resident:
+            order = order.to(self.device)
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                yield self.data.x[idx], self.data.y[idx]
+            return
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(self.data.x, self.data.y),
+            batch_size=self.batch_size,
+            sampler=order.tolist(),
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            # its own generator, so the loader never draws from the global RNG (dropout's)
+            generator=torch.Generator().manual_seed(0),
+        )
+        for xb, yb in loader:
+            yield (xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True))
+
+
+# ------------------------------------------------------------------------------ loss
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE over the finite targets only (land and missing values are NaN)."""
+    valid = torch.isfinite(target)
+    diff = torch.where(valid, pred.float() - torch.nan_to_num(target), 0.0)
+    return (diff**2).sum() / valid.sum().clamp(min=1)
+
+
+def weighted_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-pixel cross-entropy for segmentation; label -1 (missing) is ignored."""
+    return nn.functional.cross_entropy(
+        logits.float(), labels.long(), weight=class_weights, ignore_index=-1
+    )
+
+
+# ------------------------------------------------------------------------------ loop
+
+
+def make_optimizer(model: nn.Module, training: Mapping[str, Any]) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if training["optimizer"] == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, training: Mapping[str, Any]) -> Any:
+    if training["scheduler"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=training["epochs"])
+    if training["scheduler"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=max(1, training["patience"] // 2)
+        )
+    return None
+
+
+def evaluate_loss(model: nn.Module, batches: Batches, amp: torch.dtype | None) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    with (
+        torch.no_grad(),
+        torch.autocast(batches.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None),
+    ):
+        for xb, yb in batches(torch.arange(len(batches.data))):
+            total += float(masked_mse(model(xb), yb)) * len(xb)
+            count += len(xb)
+    return total / count
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: pd.DataFrame
+    best_epoch: int
+    resumed_from: int
+    samples_per_second: float
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train_model(
+    prepared: xr.Dataset,
+    variant: Mapping[str, Any],
+    seed: int,
+    out_dir: str | Path,
+    run_hash: str,
+    tracker: RunLogger | None = None,
+) -> TrainResult:
+    """Train one (variant, seed); resume from ``out_dir/checkpoint.pt`` if it matches."""
+    training = variant["training"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed, training["deterministic"])
+    device = resolve_device(training["device"])
+    amp = resolve_amp(training["amp"], device)
+
+    n_leads = prepared.sizes["lead"]
+    model = build_model(variant["model"], data_shapes(prepared, n_leads)).to(device)
+    target = "y_map" if getattr(model, "output", "index") == "map" else "y"
+    train_data, val_data = (
+        load_split(prepared, "train", target),
+        load_split(prepared, "val", target),
+    )
+    nbytes = sum(t.numel() * 4 for t in (train_data.x, train_data.y, val_data.x, val_data.y))
+    policy = training["gpu_resident"]
+    resident = policy == "always" or (policy == "auto" and fits_on_device(nbytes, device))
+    workers = training["num_workers"] if not resident else 0
+    train_batches = Batches(train_data, training["batch_size"], device, resident, workers)
+    val_batches = Batches(val_data, training["batch_size"], device, resident, workers)
+    log.info(
+        "training %s seed %d on %s (amp=%s, %s path, %d train / %d val samples)",
+        variant["base"],
+        seed,
+        device,
+        amp,
+        "device-resident" if resident else "DataLoader",
+        len(train_data),
+        len(val_data),
+    )
+
+    optimizer = make_optimizer(model, training)
+    scheduler = make_scheduler(optimizer, training)
+    history: list[dict[str, Any]] = []
+    best_val, best_epoch, bad_epochs, start_epoch = float("inf"), 0, 0, 1
+    best_state = copy.deepcopy(model.state_dict())
+
+    checkpoint_path = out_dir / CHECKPOINT
+    if checkpoint_path.exists():
+        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if ckpt.get("run_hash") == run_hash:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(ckpt["scheduler"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            history, best_state = ckpt["history"], ckpt["best_state"]
+            best_val, best_epoch, bad_epochs = (
+                ckpt["best_val"],
+                ckpt["best_epoch"],
+                ckpt["bad_epochs"],
+            )
+            start_epoch = ckpt["epoch"] + 1
+            log.info("resuming from the checkpoint of epoch %d", ckpt["epoch"])
+        else:
+            log.warning("ignoring %s: it belongs to another configuration", checkpoint_path)
+    resumed_from = start_epoch - 1
+
+    samples, train_seconds = 0, 0.0
+    stopped = bad_epochs >= training["patience"]
+    for epoch in range(start_epoch, training["epochs"] + 1):
+        if stopped:
+            break
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        total, count = 0.0, 0
+        bar = tqdm(
+            train_batches(epoch_order(len(train_data), seed, epoch)),
+            total=len(train_batches),
+            desc=f"epoch {epoch}/{training['epochs']}",
+            leave=False,
+            mininterval=1.0,
+            disable=None,
+        )
+        for xb, yb in bar:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+                loss = masked_mse(model(xb), yb)
+            loss.backward()
+            if training["grad_clip"]:
+                nn.utils.clip_grad_norm_(model.parameters(), training["grad_clip"])
+            optimizer.step()
+            total += float(loss.detach()) * len(xb)
+            count += len(xb)
+        train_loss = total / count
+        val_loss = evaluate_loss(model, val_batches, amp)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_loss)
+        elif scheduler is not None:
+            scheduler.step()
+        seconds = time.perf_counter() - started
+        samples += count
+        train_seconds += seconds
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
+        history.append(row)
+        if val_loss < best_val:
+            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad_epochs += 1
+        stopped = bad_epochs >= training["patience"]
+        log.info(
+            "epoch %d/%d  train_loss %.4f  val_loss %.4f  lr %.2e  (%.1fs)%s",
+            epoch,
+            training["epochs"],
+            train_loss,
+            val_loss,
+            lr,
+            seconds,
+            "  early stop" if stopped else "",
+        )
+        if tracker is not None:
+            tracker.metrics(
+                {**{k: row[k] for k in ("train_loss", "val_loss", "lr")}, "epoch_seconds": seconds},
+                step=epoch,
+            )
+        _save_checkpoint(
+            checkpoint_path,
+            {
+                "run_hash": run_hash,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "best_state": best_state,
+                "best_val": best_val,
+                "best_epoch": best_epoch,
+                "bad_epochs": bad_epochs,
+                "run_id": tracker.run_id if tracker is not None else None,
+            },
+        )
+
+    model.load_state_dict(best_state)  # early stopping restores the best weights
+    return TrainResult(
+        model=model,
+        history=pd.DataFrame(history, columns=HISTORY_COLUMNS),
+        best_epoch=best_epoch,
+        resumed_from=resumed_from,
+        samples_per_second=samples / train_seconds if train_seconds else float("nan"),
+    )
+
+
+def save_outputs(result: TrainResult, model_path: str | Path, history_path: str | Path) -> None:
+    """model.pt (a state_dict; load with weights_only=True) and history.csv, atomically."""
+    with atomic_path(model_path) as tmp:
+        torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, tmp)
+    write_text(result.history.to_csv(index=False), history_path)
+
+
+def checkpoint_run_id(out_dir: str | Path) -> str | None:
+    """The MLflow run id a killed job had opened (so its rerun continues the same run)."""
+    path = Path(out_dir) / CHECKPOINT
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False).get("run_id")

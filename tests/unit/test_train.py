@@ -1,0 +1,206 @@
+"""The training loop: determinism, kill-and-resume, data paths, early stopping, losses."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.prepare import open_prepared
+from pipeline.train import (
+    CHECKPOINT,
+    epoch_order,
+    masked_mse,
+    resolve_amp,
+    resolve_device,
+    save_outputs,
+    train_model,
+    weighted_cross_entropy,
+)
+
+TRAINING = {
+    "epochs": 4,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "optimizer": "adamw",
+    "scheduler": "cosine",
+    "grad_clip": 1.0,
+    "patience": 10,
+    "amp": "auto",
+    "device": "cpu",
+    "deterministic": True,
+    "gpu_resident": "auto",
+    "num_workers": 0,
+}
+
+
+def variant(arch: str = "cnn", **training: object) -> dict:
+    model = (
+        {"arch": arch, "filters": [4], "kernel": 3, "dropout": 0.1}
+        if arch == "cnn"
+        else {"arch": arch}
+    )
+    return {"base": arch, "model": model, "training": {**TRAINING, **training}}
+
+
+def run(prepared_path: Path, out: Path, spec: dict, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    result = train_model(open_prepared(prepared_path).load(), spec, seed, out, run_hash="h")
+    save_outputs(result, out / "model.pt", out / "history.csv")
+    return pd.read_csv(out / "history.csv"), torch.load(out / "model.pt", weights_only=True)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("arch", ["cnn", "unet", "lstm"])
+def test_two_cpu_runs_are_bit_identical(tiny_prepared: Path, tmp_path: Path, arch: str) -> None:
+    run(tiny_prepared, tmp_path / "a", variant(arch))
+    run(tiny_prepared, tmp_path / "b", variant(arch))
+    assert (tmp_path / "a" / "history.csv").read_bytes() == (
+        tmp_path / "b" / "history.csv"
+    ).read_bytes()
+    assert_same_weights(
+        torch.load(tmp_path / "a" / "model.pt", weights_only=True),
+        torch.load(tmp_path / "b" / "model.pt", weights_only=True),
+    )
+
+
+def test_seeds_differ(tiny_prepared: Path, tmp_path: Path) -> None:
+    a, _ = run(tiny_prepared, tmp_path / "a", variant(), seed=0)
+    b, _ = run(tiny_prepared, tmp_path / "b", variant(), seed=1)
+    assert not a["train_loss"].equals(b["train_loss"])
+
+
+def test_history_and_checkpoint_contract(tiny_prepared: Path, tmp_path: Path) -> None:
+    history, weights = run(tiny_prepared, tmp_path, variant())
+    assert list(history.columns) == ["epoch", "train_loss", "val_loss", "lr"]
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    assert history["lr"].iloc[0] == 1e-3 and history["lr"].iloc[-1] < 1e-3  # cosine schedule
+    assert all(isinstance(v, torch.Tensor) for v in weights.values())  # a plain state_dict
+    assert (tmp_path / CHECKPOINT).exists()  # the job removes it once its outputs exist
+
+
+def test_device_resident_and_dataloader_paths_agree(tiny_prepared: Path, tmp_path: Path) -> None:
+    a, wa = run(tiny_prepared, tmp_path / "a", variant(gpu_resident="always"))
+    b, wb = run(tiny_prepared, tmp_path / "b", variant(gpu_resident="never", num_workers=0))
+    pd.testing.assert_frame_equal(a, b)
+    assert_same_weights(wa, wb)
+
+
+def test_early_stopping_restores_best_weights(tiny_prepared: Path, tmp_path: Path) -> None:
+    # a huge learning rate makes validation loss worse after the first epochs
+    history, weights = run(
+        tiny_prepared, tmp_path, variant(lr=0.5, patience=2, epochs=30, scheduler="none")
+    )
+    assert len(history) < 30
+    best = int(history.loc[history["val_loss"].idxmin(), "epoch"])
+    assert len(history) == best + 2  # stopped `patience` epochs after the best
+    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert_same_weights(weights, ckpt["best_state"])
+
+
+RESUME_SCRIPT = """
+import sys, json, torch
+from pathlib import Path
+from pipeline.prepare import open_prepared
+from pipeline.train import train_model, save_outputs
+torch.set_num_threads(1)
+prepared, out, spec = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
+result = train_model(open_prepared(prepared).load(), spec, 0, out, run_hash="h")
+save_outputs(result, out / "model.pt", out / "history.csv")
+print("resumed_from", result.resumed_from)
+"""
+
+
+def _train_process(prepared: Path, out: Path, spec: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", RESUME_SCRIPT, str(prepared), str(out), json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_killed_then_resumed_run_matches_uninterrupted(tiny_prepared: Path, tmp_path: Path) -> None:
+    spec = variant("cnn", epochs=25, patience=25)
+    spec["model"]["filters"] = [16, 16]
+    full = _train_process(tiny_prepared, tmp_path / "full", spec)
+    assert full.wait(timeout=300) == 0, full.stderr.read()
+
+    proc = _train_process(tiny_prepared, tmp_path / "killed", spec)
+    checkpoint = tmp_path / "killed" / CHECKPOINT
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (tmp_path / "killed" / "model.pt").exists(), "killed too late: it had finished"
+    epoch_at_kill = torch.load(checkpoint, weights_only=False)["epoch"]
+    assert epoch_at_kill < 25
+
+    resumed = _train_process(tiny_prepared, tmp_path / "killed", spec)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert f"resumed_from {epoch_at_kill}" in stdout
+    assert (tmp_path / "full" / "history.csv").read_bytes() == (
+        tmp_path / "killed" / "history.csv"
+    ).read_bytes()
+    assert_same_weights(
+        torch.load(tmp_path / "full" / "model.pt", weights_only=True),
+        torch.load(tmp_path / "killed" / "model.pt", weights_only=True),
+    )
+
+
+def test_checkpoint_of_another_config_is_ignored(tiny_prepared: Path, tmp_path: Path) -> None:
+    run(tiny_prepared, tmp_path, variant(epochs=2))
+    result = train_model(
+        open_prepared(tiny_prepared).load(), variant(epochs=3), 0, tmp_path, "other"
+    )
+    assert result.resumed_from == 0 and len(result.history) == 3
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
+    assert torch.equal(epoch_order(50, 1, 3), epoch_order(50, 1, 3))
+    assert not torch.equal(epoch_order(50, 1, 3), epoch_order(50, 1, 4))
+    assert sorted(epoch_order(50, 2, 1).tolist()) == list(range(50))
+
+
+def test_masked_mse_ignores_nan_targets() -> None:
+    pred = torch.tensor([[1.0, 2.0], [3.0, 100.0]])
+    target = torch.tensor([[0.0, 2.0], [3.0, float("nan")]])
+    assert masked_mse(pred, target).item() == pytest.approx(1 / 3)
+    pred.requires_grad_(True)
+    masked_mse(pred, target).backward()
+    assert pred.grad[1, 1] == 0 and torch.isfinite(pred.grad).all()
+
+
+def test_weighted_cross_entropy() -> None:
+    logits = torch.tensor([[[[2.0]], [[0.0]], [[0.0]]]])  # one pixel, class 0 favoured
+    labels = torch.tensor([[[1]]])
+    plain = weighted_cross_entropy(logits, labels)
+    weighted = weighted_cross_entropy(logits, labels, torch.tensor([1.0, 1.0, 1.0]))
+    assert plain.item() == pytest.approx(weighted.item())
+    ignored = weighted_cross_entropy(logits.repeat(2, 1, 1, 1), torch.tensor([[[1]], [[-1]]]))
+    assert ignored.item() == pytest.approx(plain.item())
+
+
+def test_device_and_amp_resolution() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_amp("auto", torch.device("cpu")) is None
+    assert resolve_amp("auto", torch.device("cuda")) is torch.bfloat16
+    assert resolve_amp("off", torch.device("cuda")) is None
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA"):
+            resolve_device("cuda")
