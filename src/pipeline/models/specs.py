@@ -74,9 +74,9 @@ def complete_spec(spec: dict[str, Any], key: str) -> dict[str, Any]:
         if name in CHOICES and value not in CHOICES[name]:
             raise ConfigError(f"{key}.{name}", f"'{value}' is not one of {sorted(CHOICES[name])}")
         default = allowed.get(name)
-        if isinstance(default, int) and not isinstance(default, bool):
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{key}.{name}", f"must be a non-negative integer, got {value!r}")
+        is_int_option = isinstance(default, int) and not isinstance(default, bool)
+        if is_int_option and (not isinstance(value, int) or value < 0):
+            raise ConfigError(f"{key}.{name}", f"must be a non-negative integer, got {value!r}")
         if isinstance(default, list) and (
             not isinstance(value, list) or not all(isinstance(v, int) and v > 0 for v in value)
         ):
