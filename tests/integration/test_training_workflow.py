@@ -48,15 +48,18 @@ def test_parallel_jobs_all_land_in_the_experiment(tmp_path: Path) -> None:
         assert run.data.tags["mlflow.source.git.commit"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"history.csv", "resolved_config.yaml", "plots"} <= artifacts
-        assert client.search_logged_models([experiment.experiment_id],
-                                           filter_string=f"source_run_id = '{run.info.run_id}'")
+        assert client.search_logged_models(
+            [experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+        )
     # a second invocation has nothing to do
     again = snakemake(tmp_path, "--cores", "4", "-n", config=config)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_unreachable_tracking_server_loses_no_results(
-    tiny_prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tiny_prepared: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -66,15 +69,37 @@ def test_unreachable_tracking_server_loses_no_results(
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     ids = tmp_path / "ids.json"
     ids.write_text(json.dumps({"enso": "1"}))
-    variant = {"base": "cnn", "model": {"arch": "cnn", "filters": [4], "kernel": 3},
-               "training": {"epochs": 2, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0,
-                            "optimizer": "adam", "scheduler": "none", "grad_clip": 0.0,
-                            "patience": 5, "amp": "off", "device": "cpu", "deterministic": True,
-                            "gpu_resident": "auto", "num_workers": 0}}
+    variant = {
+        "base": "cnn",
+        "model": {"arch": "cnn", "filters": [4], "kernel": 3},
+        "training": {
+            "epochs": 2,
+            "batch_size": 32,
+            "lr": 1e-3,
+            "weight_decay": 0.0,
+            "optimizer": "adam",
+            "scheduler": "none",
+            "grad_clip": 0.0,
+            "patience": 5,
+            "amp": "off",
+            "device": "cpu",
+            "deterministic": True,
+            "gpu_resident": "auto",
+            "num_workers": 0,
+        },
+    }
     with caplog.at_level(logging.WARNING):
-        run_id = train_job(prepared_path=tiny_prepared, experiment="enso", variant_name="cnn",
-                           variant=variant, seed=0, run_hash="h", experiment_ids=ids,
-                           tracking_uri=dead, out_dir=tmp_path / "run")
+        run_id = train_job(
+            prepared_path=tiny_prepared,
+            experiment="enso",
+            variant_name="cnn",
+            variant=variant,
+            seed=0,
+            run_hash="h",
+            experiment_ids=ids,
+            tracking_uri=dead,
+            out_dir=tmp_path / "run",
+        )
     assert run_id == OFFLINE_RUN_ID
     for name in ("model.pt", "history.csv", "plots/loss_curves.png", "resolved_config.yaml"):
         assert (tmp_path / "run" / name).exists(), name

@@ -1,0 +1,172 @@
+"""Verification metrics: pure NumPy functions with NaN masks and optional weights.
+
+Conventions (science.md §2): for gridded fields, ``weights`` are cell-area weights
+broadcast against the inputs; the time axis is axis 0. RMSE takes the square root
+*after* the mean over time. NaNs (land, missing observations) are masked in both
+arguments alike and never filled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def _valid(pred: ArrayLike, obs: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p, o = np.asarray(pred, dtype=float), np.asarray(obs, dtype=float)
+    return p, o, np.isfinite(p) & np.isfinite(o)
+
+
+def _weighted_mean(values: np.ndarray, valid: np.ndarray, weights: ArrayLike | None) -> float:
+    w = np.ones_like(values) if weights is None else np.broadcast_to(weights, values.shape)
+    w = np.where(valid, w, 0.0)
+    return float(np.sum(np.where(valid, values, 0.0) * w) / np.sum(w))
+
+
+def mse(pred: ArrayLike, obs: ArrayLike, weights: ArrayLike | None = None) -> float:
+    p, o, valid = _valid(pred, obs)
+    return _weighted_mean((p - o) ** 2, valid, weights)
+
+
+def rmse(pred: ArrayLike, obs: ArrayLike, weights: ArrayLike | None = None) -> float:
+    """Root of the (area-weighted) mean squared error over time and space."""
+    return float(np.sqrt(mse(pred, obs, weights)))
+
+
+def mae(pred: ArrayLike, obs: ArrayLike, weights: ArrayLike | None = None) -> float:
+    p, o, valid = _valid(pred, obs)
+    return _weighted_mean(np.abs(p - o), valid, weights)
+
+
+def bias(pred: ArrayLike, obs: ArrayLike, weights: ArrayLike | None = None) -> float:
+    p, o, valid = _valid(pred, obs)
+    return _weighted_mean(p - o, valid, weights)
+
+
+def pearson(pred: ArrayLike, obs: ArrayLike, weights: ArrayLike | None = None) -> float:
+    """(Weighted) Pearson correlation; the ACC when both are anomalies."""
+    p, o, valid = _valid(pred, obs)
+    pm, om = _weighted_mean(p, valid, weights), _weighted_mean(o, valid, weights)
+    cov = _weighted_mean((p - pm) * (o - om), valid, weights)
+    var_p = _weighted_mean((p - pm) ** 2, valid, weights)
+    var_o = _weighted_mean((o - om) ** 2, valid, weights)
+    return float(cov / np.sqrt(var_p * var_o)) if var_p > 0 and var_o > 0 else float("nan")
+
+
+def acc(pred: ArrayLike, obs: ArrayLike, weights: ArrayLike | None = None) -> float:
+    """Anomaly correlation coefficient: Pearson correlation of anomalies."""
+    return pearson(pred, obs, weights)
+
+
+def msess(
+    pred: ArrayLike, obs: ArrayLike, reference: ArrayLike, weights: ArrayLike | None = None
+) -> float:
+    """MSE skill score 1 - MSE/MSE_ref against a reference (baseline) forecast."""
+    ref = mse(reference, obs, weights)
+    return float(1 - mse(pred, obs, weights) / ref) if ref > 0 else float("nan")
+
+
+def fraction_of_oracle(model_acc: float, oracle_acc: float) -> float:
+    """Skill as a fraction of the predictability limit's correlation."""
+    return float(model_acc / oracle_acc) if oracle_acc else float("nan")
+
+
+# ------------------------------------------------------------------------- hydrology
+
+
+def nse(sim: ArrayLike, obs: ArrayLike) -> float:
+    """Nash-Sutcliffe efficiency: 1 - SSE / variance of the observations."""
+    s, o, valid = _valid(sim, obs)
+    s, o = s[valid], o[valid]
+    return float(1 - np.sum((s - o) ** 2) / np.sum((o - o.mean()) ** 2))
+
+
+def kge(sim: ArrayLike, obs: ArrayLike) -> dict[str, float]:
+    """Kling-Gupta efficiency (Gupta et al. 2009) and its components r, alpha, beta."""
+    s, o, valid = _valid(sim, obs)
+    s, o = s[valid], o[valid]
+    r = float(np.corrcoef(s, o)[0, 1])
+    alpha = float(s.std() / o.std())
+    beta = float(s.mean() / o.mean())
+    value = 1 - np.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2)
+    return {"kge": float(value), "r": r, "alpha": alpha, "beta": beta}
+
+
+# -------------------------------------------------------- classification/segmentation
+
+
+def confusion_matrix(labels: ArrayLike, predicted: ArrayLike, n_classes: int) -> np.ndarray:
+    """Counts C[i, j] of true class i predicted as j; negative labels are ignored."""
+    t, p = np.asarray(labels).ravel(), np.asarray(predicted).ravel()
+    keep = t >= 0
+    return np.bincount(n_classes * t[keep] + p[keep], minlength=n_classes**2).reshape(
+        n_classes, n_classes
+    )
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+
+
+def classification_scores(cm: np.ndarray) -> dict[str, object]:
+    """Per-class and macro precision, recall, F1, IoU and Dice from a confusion matrix."""
+    tp = np.diag(cm).astype(float)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    precision = _ratio(tp, tp + fp)
+    recall = _ratio(tp, tp + fn)
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    iou = _ratio(tp, tp + fp + fn)
+    dice = _ratio(2 * tp, 2 * tp + fp + fn)
+    return {
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "f1": f1.tolist(),
+        "iou": iou.tolist(),
+        "dice": dice.tolist(),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "mean_iou": float(iou.mean()),
+        "mean_dice": float(dice.mean()),
+        "accuracy": float(tp.sum() / cm.sum()),
+    }
+
+
+def _cumulative_hits(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray, int]:
+    """For each distinct threshold (descending): samples at or above it, and positives among them."""
+    y, s = np.asarray(labels, dtype=bool).ravel(), np.asarray(scores, dtype=float).ravel()
+    order = np.argsort(-s, kind="mergesort")
+    y, s = y[order], s[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    return last_of_tie + 1, np.cumsum(y)[last_of_tie], int(y.sum())
+
+
+def roc_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates of a binary problem, over all score thresholds."""
+    above, tps, positives = _cumulative_hits(labels, scores)
+    negatives = int(np.size(labels)) - positives
+    return np.r_[0.0, (above - tps) / max(negatives, 1)], np.r_[0.0, tps / max(positives, 1)]
+
+
+def roc_auc(labels: ArrayLike, scores: ArrayLike) -> float:
+    fpr, tpr = roc_curve(labels, scores)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def pr_auc(labels: ArrayLike, scores: ArrayLike) -> float:
+    """Area under the precision-recall curve as average precision (step-wise)."""
+    above, tps, positives = _cumulative_hits(labels, scores)
+    recall = tps / max(positives, 1)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * (tps / above)))
+
+
+def one_vs_rest_auc(labels: ArrayLike, probabilities: ArrayLike) -> dict[str, list[float]]:
+    """ROC AUC and PR AUC per class from class probabilities (..., n_classes)."""
+    y = np.asarray(labels).ravel()
+    probs = np.asarray(probabilities).reshape(-1, np.shape(probabilities)[-1])
+    keep = y >= 0
+    roc = [roc_auc(y[keep] == k, probs[keep, k]) for k in range(probs.shape[1])]
+    pr = [pr_auc(y[keep] == k, probs[keep, k]) for k in range(probs.shape[1])]
+    return {"roc_auc": roc, "pr_auc": pr}
