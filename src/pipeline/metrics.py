@@ -135,7 +135,7 @@ def classification_scores(cm: np.ndarray) -> dict[str, object]:
 
 
 def _cumulative_hits(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray, int]:
-    """For each distinct threshold (descending): samples at or above it, and positives among them."""
+    """Per distinct threshold (descending): samples at or above it, positives among them."""
     y, s = np.asarray(labels, dtype=bool).ravel(), np.asarray(scores, dtype=float).ravel()
     order = np.argsort(-s, kind="mergesort")
     y, s = y[order], s[order]
