@@ -28,6 +28,7 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/regrid.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

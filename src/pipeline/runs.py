@@ -1,7 +1,8 @@
-"""One (experiment, model, seed) run as a job: train it, write its files, log it to MLflow.
+"""The jobs of one (experiment, model, seed) run: train, evaluate, importance.
 
-The file contract (architecture.md) of ``results/{experiment}/runs/{model}/seed{seed}/``:
-model.pt, history.csv, mlflow_run_id, plots/loss_curves.png, resolved_config.yaml.
+Each writes its files under ``results/{experiment}/runs/{model}/seed{seed}/`` (the file
+contract in architecture.md) and logs to the run's single MLflow run: training opens
+it, evaluate and importance re-open it by the id in ``mlflow_run_id``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+import torch
 import yaml
+from tqdm.auto import tqdm
 
 from pipeline import plots
-from pipeline.io import write_text
+from pipeline.baselines import baseline_forecasts
+from pipeline.importance import COLUMNS
+from pipeline.io import write_netcdf, write_text
+from pipeline.models.registry import predict_index
 from pipeline.prepare import open_prepared
 from pipeline.tracking import RunLogger, flatten, run_tags
 from pipeline.train import CHECKPOINT, checkpoint_run_id, save_outputs, train_model
@@ -92,3 +100,174 @@ def train_job(
     write_text(run_id + "\n", out_dir / "mlflow_run_id")
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
     return run_id
+
+
+def _resume_tracker(tracking_uri: str, run_id_path: str | Path) -> RunLogger:
+    """Re-open the run that training created (evaluate and importance append to it)."""
+    run_id = Path(run_id_path).read_text().strip()
+    tracker = RunLogger(tracking_uri, experiment_id="", system_metrics=False)
+    if run_id == OFFLINE_RUN_ID:
+        tracker.enabled = False
+        log.warning("training ran without tracking; results go to files only (see `sync`)")
+    else:
+        tracker.start(run_name="", tags={}, run_id=run_id)
+    return tracker
+
+
+def _test_split(prepared) -> tuple:
+    test = prepared["split"].values == "test"
+    return prepared["x"].values[test], prepared["y"].values[test], test
+
+
+def evaluate_job(
+    *,
+    prepared_path: str | Path,
+    variant_name: str,
+    variant: Mapping[str, Any],
+    model_path: str | Path,
+    run_id_path: str | Path,
+    tracking_uri: str,
+    out_dir: str | Path,
+) -> dict:
+    """Forecast the test split, score against baselines and oracle, plot, log."""
+    from pipeline import evaluate as ev
+
+    out_dir = Path(out_dir)
+    prepared = open_prepared(prepared_path).load()
+    model = ev.load_model(prepared, variant, model_path)
+    x_test, y_test, _ = _test_split(prepared)
+    forecast = ev.predict(model, x_test)
+    baselines = baseline_forecasts(prepared, "test")
+    leads = [int(v) for v in prepared["lead"].values]
+    metrics = ev.lead_metrics(y_test, forecast["index"], baselines, leads)
+    ev.write_metrics(metrics, out_dir / "metrics.json")
+    predictions = ev.predictions_dataset(
+        prepared, {"prediction": forecast["index"], **baselines}, forecast.get("maps")
+    )
+    write_netcdf(predictions, out_dir / "predictions.nc")
+
+    plot_dir = out_dir / "plots"
+    title = f"{variant_name}: {prepared.attrs['target']}"
+    times = predictions["time"].values
+    show = sorted({leads[0], min(leads, key=lambda lead: abs(lead - 6))})
+    if len(show) == 1 and len(leads) > 1:
+        show = [leads[0], leads[-1]]
+    event_lead = min(leads, key=lambda lead: abs(lead - 6))
+    events = metrics["per_lead"][str(event_lead)]["model_events"]
+    i = leads.index(event_lead)
+    labels = ev.event_classes(y_test[:, i])
+    scores = np.stack(
+        [-forecast["index"][:, i], -np.abs(forecast["index"][:, i]), forecast["index"][:, i]],
+        axis=1,
+    )
+    roc = {}
+    for k, name in enumerate(ev.EVENT_CLASSES):
+        fpr, tpr = ev.m.roc_curve(labels == k, scores[:, k])
+        roc[name] = (fpr, tpr, events["roc_auc"][k])
+    figures = [
+        plots.skill_vs_lead(metrics, plot_dir / "skill_vs_lead.png", title),
+        plots.index_timeseries(
+            times,
+            y_test,
+            {"model": forecast["index"], "persistence": baselines["persistence"]},
+            leads,
+            show,
+            plot_dir / "timeseries.png",
+        ),
+        plots.scatter(y_test, forecast["index"], leads, plot_dir / "scatter.png"),
+        plots.confusion_matrix(
+            np.array(events["confusion_matrix"]),
+            ev.EVENT_CLASSES,
+            plot_dir / "confusion_matrix.png",
+            f"ENSO events, lead {event_lead}",
+        ),
+        plots.roc_curves(roc, plot_dir / "roc.png", f"ENSO events, lead {event_lead}"),
+    ]
+
+    tracker = _resume_tracker(tracking_uri, run_id_path)
+    flat = {}
+    for lead in leads:
+        for key, value in metrics["per_lead"][str(lead)]["model"].items():
+            flat[f"test_{key}_lead{lead}"] = value
+    for key, value in metrics["mean_over_leads"]["model"].items():
+        flat[f"test_{key}"] = value
+    tracker.metrics({k: v for k, v in flat.items() if v is not None and np.isfinite(v)})
+    for path in (out_dir / "metrics.json", out_dir / "predictions.nc"):
+        tracker.artifact(path)
+    for fig in figures:
+        tracker.artifact(fig, "plots")
+    tracker.end()
+    return metrics
+
+
+class LeadOutput(torch.nn.Module):
+    """A forecasting model restricted to one lead's index: what importance explains."""
+
+    def __init__(self, model: torch.nn.Module, lead_index: int):
+        super().__init__()
+        self.model, self.lead_index = model, lead_index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return predict_index(self.model, x)[:, self.lead_index : self.lead_index + 1]
+
+
+def importance_job(
+    *,
+    prepared_path: str | Path,
+    variant_name: str,
+    variant: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    seed: int,
+    model_path: str | Path,
+    run_id_path: str | Path,
+    tracking_uri: str,
+    out_dir: str | Path,
+) -> pd.DataFrame:
+    """Single- and multi-pass permutation importance per lead on the test split."""
+    from pipeline.evaluate import load_model
+    from pipeline.importance import channel_groups, permutation_importance, variable_lag_groups
+
+    out_dir = Path(out_dir)
+    prepared = open_prepared(prepared_path).load()
+    model = load_model(prepared, variant, model_path)
+    x_test, y_test, _ = _test_split(prepared)
+    names = [str(c) for c in prepared["channel"].values]
+    if settings["groups"] == "variable_lag":
+        groups = variable_lag_groups(names, list(prepared["history"].values), x_test.shape[1:])
+    else:
+        groups = channel_groups(names, x_test.shape[1:])
+    leads = [int(v) for v in prepared["lead"].values]
+    chosen = settings.get("leads") or leads
+    tables = []
+    for lead in tqdm(chosen, desc=f"importance {variant_name}", disable=None):
+        i = leads.index(lead)
+        table = permutation_importance(
+            LeadOutput(model, i),
+            x_test,
+            y_test[:, i : i + 1],
+            groups,
+            methods=settings["method"],
+            repeats=settings["repeats"],
+            bootstrap=settings["bootstrap"],
+            block_length=settings["block_length"],
+            seed=seed,
+            batch_size=settings["batch_size"],
+        )
+        tables.append(table.assign(lead=lead))
+    result = pd.concat(tables, ignore_index=True)[["lead", *COLUMNS]]
+    write_text(result.to_csv(index=False, float_format="%.10g"), out_dir / "importance.csv")
+    figure = plots.importance_bars(
+        result, out_dir / "plots" / "importance.png", f"{variant_name}: permutation importance"
+    )
+    tracker = _resume_tracker(tracking_uri, run_id_path)
+    tracker.metrics(
+        {
+            f"importance_{row.method}_{row.group}_lead{row.lead}": row.score
+            for row in result.itertuples()
+            if row.method == "single" and np.isfinite(row.score)
+        }
+    )
+    tracker.artifact(out_dir / "importance.csv")
+    tracker.artifact(figure, "plots")
+    tracker.end()
+    return result

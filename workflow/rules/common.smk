@@ -45,4 +45,4 @@ def run_dirs(experiment):
 
 
 def all_targets():
-    return [f"{run}/model.pt" for e in EXPERIMENTS for run in run_dirs(e)]
+    return [f"{run}/importance.csv" for e in EXPERIMENTS for run in run_dirs(e)]

@@ -9,14 +9,14 @@ localrules:
 rule mlflow_setup:
     output:
         ids=f"{RESULTS}/mlflow_experiments.json",
-    params:
-        uri=tracking_uri(CFG),
-        names=EXPERIMENTS,
-        artifact_root=CFG["mlflow"]["artifact_root"],
     log:
         f"{RESULTS}/logs/mlflow_setup.log",
     conda:
         PIPELINE_ENV
+    params:
+        uri=tracking_uri(CFG),
+        names=EXPERIMENTS,
+        artifact_root=CFG["mlflow"]["artifact_root"],
     script:
         "../scripts/mlflow_setup.py"
 
@@ -29,16 +29,16 @@ rule train:
         model=f"{RESULTS}/{{experiment}}/runs/{{model}}/seed{{seed}}/model.pt",
         history=f"{RESULTS}/{{experiment}}/runs/{{model}}/seed{{seed}}/history.csv",
         run_id=f"{RESULTS}/{{experiment}}/runs/{{model}}/seed{{seed}}/mlflow_run_id",
+    log:
+        f"{RESULTS}/logs/train/{{experiment}}/{{model}}-seed{{seed}}.log",
+    conda:
+        PIPELINE_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
     params:
         variant=lambda w: CFG["experiments"][w.experiment]["variants"][w.model],
         run_hash=lambda w: run_hash(CFG, w.experiment, w.model, int(w.seed)),
         uri=tracking_uri(CFG),
-    log:
-        f"{RESULTS}/logs/train/{{experiment}}/{{model}}-seed{{seed}}.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-    conda:
-        PIPELINE_ENV
     script:
         "../scripts/train.py"
