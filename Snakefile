@@ -16,11 +16,13 @@ from pipeline.config import resolve_config  # noqa: E402
 # otherwise deep-merge the two, leaking default models into a smaller config.
 if not config:
 
-    configfile: "config/config.yaml"
+    configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 CFG = resolve_config(config)  # clear errors naming the key, before any job runs
-validate(config, "config/schema.yaml")  # Snakemake's own validation, filling defaults
+validate(
+    config, Path(workflow.basedir) / "config" / "schema.yaml"
+)  # Snakemake's own validation, filling defaults
 
 
 include: "workflow/rules/common.smk"
