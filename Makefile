@@ -7,7 +7,10 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config/config.yaml
 CORES ?= all
 PORT ?= 5000
+HOST ?= 127.0.0.1
 MLFLOW_STORE ?= sqlite:///results/mlflow.db
+SERVER_STORE ?= sqlite:///results/mlflow-server.db
+SERVER_ARTIFACTS ?= results/mlartifacts-server
 
 .PHONY: install test lint pytest run report ui server clean lock
 
@@ -37,10 +40,18 @@ report: install
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html
 
 ui: install
-	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_STORE) --host 127.0.0.1 --port $(PORT)
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_STORE) --host $(HOST) --port $(PORT)
+
+# A shared tracking server: jobs log over HTTP (MLFLOW_TRACKING_URI=http://HOST:PORT).
+# SERVER_STORE may be postgresql://user:pass@db/mlflow (see docs/cluster.md); HOST=0.0.0.0
+# makes it reachable from compute nodes.
+server: install
+	$(BIN)/mlflow server --backend-store-uri $(SERVER_STORE) \
+		--artifacts-destination $(SERVER_ARTIFACTS) --host $(HOST) --port $(PORT)
 
 clean:
 	rm -rf results .snakemake/incomplete .snakemake/metadata
 
 lock: install
-	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > constraints.txt
+	{ grep '^#' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.new
+	mv constraints.new constraints.txt

@@ -1,5 +1,6 @@
 # geodl-pipeline: download -> regrid -> prepare -> train -> evaluate -> importance -> summarize.
 # All logic lives in src/pipeline; rules call thin scripts in workflow/scripts.
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,12 @@ if not config:
     configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
+if "MLFLOW_TRACKING_URI" in os.environ:
+
+    envvars:
+        "MLFLOW_TRACKING_URI",  # a shared tracking server: forwarded to cluster jobs
+
+
 CFG = resolve_config(config)  # clear errors naming the key, before any job runs
 validate(
     config, Path(workflow.basedir) / "config" / "schema.yaml"
@@ -31,9 +38,17 @@ include: "workflow/rules/regrid.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/summarize.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+
+
+onsuccess:
+    print(finished_message())

@@ -197,3 +197,68 @@ def importance_bars(table: pd.DataFrame, path: str | Path, title: str = "") -> P
     axes[0, 0].set_ylabel("ΔMSE after permutation")
     fig.suptitle(title or "Permutation importance (multi-pass: cumulative, in pass order)")
     return _save(fig, path)
+
+
+def summary_skill(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """ACC against lead for every model (mean ± std over seeds) and the references."""
+    acc = table[table["metric"] == "acc"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    models = sorted(acc[acc["is_model"]]["forecast"].unique())
+    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    for k, name in enumerate(models):
+        part = acc[acc["forecast"] == name].sort_values("lead")
+        ax.plot(part["lead"], part["mean"], marker="o", color=colors[k % 10], label=name)
+        ax.fill_between(
+            part["lead"],
+            part["mean"] - part["std"],
+            part["mean"] + part["std"],
+            color=colors[k % 10],
+            alpha=0.15,
+        )
+    for name in ("persistence", "linear", "oracle"):
+        part = acc[acc["forecast"] == name].sort_values("lead")
+        if len(part):
+            ax.plot(part["lead"], part["mean"], marker=".", label=name, **FORECAST_STYLE[name])
+    ax.axhline(0.5, color="grey", lw=0.6)
+    ax.set(
+        xlabel="lead (months)", ylabel="ACC (test period)", title=title or "Skill against lead time"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    return _save(fig, path)
+
+
+def importance_heatmap(importance: pd.DataFrame, path: str | Path) -> Path:
+    """Single-pass Delta MSE (mean over seeds), variable x lead, one panel per model."""
+    single = importance[importance["method"] == "single"]
+    variants = sorted(single["variant"].unique())
+    fig, axes = plt.subplots(
+        1, len(variants), figsize=(2.6 * len(variants) + 1, 2.8), squeeze=False, sharey=True
+    )
+    grid = single.groupby(["variant", "group", "lead"])["score"].mean()
+    vmax = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
+    image = None
+    for ax, variant in zip(axes[0], variants, strict=True):
+        frame = grid.loc[variant].unstack("lead")
+        image = ax.imshow(frame.to_numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+        ax.set_xticks(range(frame.shape[1]), frame.columns)
+        ax.set_yticks(range(frame.shape[0]), frame.index)
+        ax.set(title=variant, xlabel="lead (months)")
+    fig.colorbar(image, ax=axes[0].tolist(), label="ΔMSE (single-pass)")
+    return _save(fig, path)
+
+
+def map_panels(data: dict, path: str | Path) -> Path:
+    """A row of lat-lon maps sharing nothing but the projection (plain lat-lon axes)."""
+    panels = data["panels"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 2.6), squeeze=False)
+    for ax, (title, da) in zip(axes[0], panels.items(), strict=True):
+        vmax = float(np.nanmax(np.abs(da.values))) or 1.0
+        mesh = ax.pcolormesh(
+            da["lon"], da["lat"], da.values, cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="auto"
+        )
+        ax.set_title(title, fontsize=9)
+        ax.set_aspect("equal")
+        fig.colorbar(mesh, ax=ax, shrink=0.8)
+    fig.suptitle(f"Example: initialised {data['time']}", fontsize=10)
+    return _save(fig, path)

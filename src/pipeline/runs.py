@@ -85,13 +85,15 @@ def train_job(
         ),
         config_path,
     )
-    tracker.metrics(
-        {
-            "best_epoch": result.best_epoch,
-            "best_val_loss": result.history["val_loss"].min(),
-            "samples_per_second": result.samples_per_second,
-        }
-    )
+    summary = {
+        "best_epoch": result.best_epoch,
+        "best_val_loss": float(result.history["val_loss"].min()),
+        "samples_per_second": result.samples_per_second,
+    }
+    tracker.metrics(summary)
+    # everything `sync` needs to re-log this run that history.csv does not hold
+    provenance = {"tags": tags, "summary": summary, "epoch_seconds": result.epoch_seconds}
+    write_text(json.dumps(provenance, indent=2), out_dir / "provenance.json")
     for path, folder in ((out_dir / "history.csv", None), (config_path, None), (curve, "plots")):
         tracker.artifact(path, folder)
     tracker.torch_model(result.model, prepared["x"].values[:2].astype("float32"))

@@ -222,6 +222,15 @@ class RunLogger:
         )
 
     @_guarded
+    def link_children(self, run_ids: list[str]) -> None:
+        """Make this run the parent of ``run_ids`` (the ``mlflow.parentRunId`` tag)."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.uri)
+        for run_id in run_ids:
+            client.set_tag(run_id, "mlflow.parentRunId", self.run_id)
+
+    @_guarded
     def end(self, status: str = "FINISHED") -> None:
         import mlflow
 

@@ -219,6 +219,7 @@ class TrainResult:
     best_epoch: int
     resumed_from: int
     samples_per_second: float
+    epoch_seconds: list[float]
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -269,6 +270,7 @@ def train_model(
     optimizer = make_optimizer(model, training)
     scheduler = make_scheduler(optimizer, training)
     history: list[dict[str, Any]] = []
+    epoch_seconds: list[float] = []
     best_val, best_epoch, bad_epochs, start_epoch = float("inf"), 0, 0, 1
     best_state = copy.deepcopy(model.state_dict())
 
@@ -282,6 +284,7 @@ def train_model(
                 scheduler.load_state_dict(ckpt["scheduler"])
             torch.set_rng_state(ckpt["torch_rng"])
             history, best_state = ckpt["history"], ckpt["best_state"]
+            epoch_seconds = ckpt["epoch_seconds"]
             best_val, best_epoch, bad_epochs = (
                 ckpt["best_val"],
                 ckpt["best_epoch"],
@@ -329,6 +332,7 @@ def train_model(
         seconds = time.perf_counter() - started
         samples += count
         train_seconds += seconds
+        epoch_seconds.append(seconds)
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
         history.append(row)
         if val_loss < best_val:
@@ -366,6 +370,7 @@ def train_model(
                 "best_val": best_val,
                 "best_epoch": best_epoch,
                 "bad_epochs": bad_epochs,
+                "epoch_seconds": epoch_seconds,
                 "run_id": tracker.run_id if tracker is not None else None,
             },
         )
@@ -377,6 +382,7 @@ def train_model(
         best_epoch=best_epoch,
         resumed_from=resumed_from,
         samples_per_second=samples / train_seconds if train_seconds else float("nan"),
+        epoch_seconds=epoch_seconds,
     )
 
 

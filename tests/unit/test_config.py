@@ -165,3 +165,11 @@ def test_expand_variants_rejects_duplicate_names(raw: dict) -> None:
 def test_shipped_experiment_configs_are_valid(path) -> None:
     cfg = load_config(path)
     assert cfg["experiments"]
+
+
+def test_config_reference_is_up_to_date() -> None:
+    from pipeline.config_doc import config_reference
+
+    assert (REPO / "config" / "README.md").read_text() == config_reference(), (
+        "regenerate with: python -m pipeline config-doc > config/README.md"
+    )

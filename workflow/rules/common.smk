@@ -1,5 +1,8 @@
 # Helpers shared by the rules: result paths and config look-ups.
+import shutil
+
 from pipeline.config import experiment_datasets
+from pipeline.tracking import tracking_uri
 
 RESULTS = CFG["results"]
 EXPERIMENTS = list(CFG["experiments"])
@@ -45,4 +48,25 @@ def run_dirs(experiment):
 
 
 def all_targets():
-    return [f"{run}/importance.csv" for e in EXPERIMENTS for run in run_dirs(e)]
+    return [f"{RESULTS}/{e}/summary/summary.csv" for e in EXPERIMENTS]
+
+
+def train_gpus(experiment, variant):
+    """1 when a train job will use a GPU, so `--resources gpu=N` caps them at N at once."""
+    device = CFG["experiments"][experiment]["variants"][variant]["training"]["device"]
+    has_gpu = shutil.which("nvidia-smi") is not None
+    return int(device == "cuda" or (device == "auto" and has_gpu))
+
+
+def finished_message():
+    """What a user reads when the run is done: where the results are, how to browse them."""
+    lines = ["", "geodl-pipeline finished."]
+    for e in EXPERIMENTS:
+        lines.append(
+            f"  {e}: summary   {RESULTS}/{e}/summary/ (summary.csv, skill_vs_lead.png)"
+        )
+        lines.append(f"  {e}: per run   {RESULTS}/{e}/runs/<model>/seed<seed>/")
+    lines.append(f"  MLflow store  {tracking_uri(CFG)}")
+    lines.append("  Browse runs:  make ui   (then open http://127.0.0.1:5000)")
+    lines.append("  HTML report:  make report   -> results/report.html")
+    return "\n".join(lines)

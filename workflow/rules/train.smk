@@ -1,5 +1,4 @@
 from pipeline.config import run_hash
-from pipeline.tracking import tracking_uri
 
 
 localrules:
@@ -36,9 +35,11 @@ rule train:
     threads: 1
     resources:
         mem_mb=4000,
+        gpu=lambda w: train_gpus(w.experiment, w.model),
     params:
         variant=lambda w: CFG["experiments"][w.experiment]["variants"][w.model],
         run_hash=lambda w: run_hash(CFG, w.experiment, w.model, int(w.seed)),
         uri=tracking_uri(CFG),
+        gpu_slots=f"{RESULTS}/.gpu_slots",
     script:
         "../scripts/train.py"

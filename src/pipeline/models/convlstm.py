@@ -30,6 +30,9 @@ class ConvLSTM(nn.Module):
     def __init__(self, spec: dict, in_channels: int, lat: int, lon: int, n_out: int):
         super().__init__()
         hidden = spec["hidden"]
+        factor = spec["downsample"]
+        # cheaper cells and a wider receptive field on coarser maps
+        self.pool = nn.AvgPool2d(factor, ceil_mode=True) if factor > 1 else nn.Identity()
         self.cells = nn.ModuleList(
             ConvLSTMCell(in_channels if i == 0 else hidden, hidden, spec["kernel"], spec["padding"])
             for i in range(spec["layers"])
@@ -37,8 +40,8 @@ class ConvLSTM(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(hidden, n_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, _, ny, nx = x.shape
-        seq = [x[:, step] for step in range(t)]
+        seq = [self.pool(x[:, step]) for step in range(x.shape[1])]
+        b, _, ny, nx = seq[0].shape
         for cell in self.cells:
             h = x.new_zeros(b, cell.hidden, ny, nx)
             c = torch.zeros_like(h)

@@ -35,6 +35,7 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
         "hidden": 16,
         "kernel": 3,
         "layers": 1,
+        "downsample": 1,  # average-pool each map by this factor before the recurrent cells
         "padding": "periodic",
     },
     "unet": {
@@ -85,7 +86,17 @@ def complete_spec(spec: dict[str, Any], key: str) -> dict[str, Any]:
             )
         if isinstance(default, float) and not (isinstance(value, int | float) and 0 <= value < 1):
             raise ConfigError(f"{key}.{name}", f"must be a number in [0, 1), got {value!r}")
-    for name in ("kernel", "width", "hidden", "base", "depth", "layers", "blocks", "stride"):
+    for name in (
+        "kernel",
+        "width",
+        "hidden",
+        "base",
+        "depth",
+        "layers",
+        "blocks",
+        "stride",
+        "downsample",
+    ):
         if name in full and full[name] < 1:
             raise ConfigError(f"{key}.{name}", f"must be at least 1, got {full[name]}")
     return full

@@ -1,0 +1,64 @@
+"""Generate config/README.md from the JSON schema, so the reference never drifts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pipeline.config import load_schema
+from pipeline.models.specs import ARCH_OPTIONS
+
+HEADER = """# Configuration reference
+
+Generated from `config/schema.yaml` by `python -m pipeline config-doc > config/README.md`
+(a test fails when this file is out of date). `<name>` stands for a key you choose.
+Defaults are filled in by Snakemake's `validate`; cross-field rules (non-overlapping
+splits, known datasets, variables a dataset provides, positive leads, whole grid cells)
+are checked by `pipeline.config.resolve_config`. Every error names the key.
+
+| key | type | default | description |
+|---|---|---|---|
+"""
+
+
+def _type(schema: Mapping[str, Any]) -> str:
+    if "enum" in schema:
+        return " \\| ".join(f"`{v}`" for v in schema["enum"])
+    if "oneOf" in schema:
+        return " or ".join(_type(s) for s in schema["oneOf"])
+    kind = schema.get("type", "")
+    if kind == "array":
+        return f"list of {_type(schema.get('items', {})) or 'values'}"
+    return kind if isinstance(kind, str) else " or ".join(kind)
+
+
+def _rows(schema: Mapping[str, Any], root: Mapping[str, Any], prefix: str) -> Iterator[str]:
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].split("/")[-1]]
+    for name, sub in schema.get("properties", {}).items():
+        key = f"{prefix}{name}"
+        resolved = root["$defs"][sub["$ref"].split("/")[-1]] if "$ref" in sub else sub
+        default = f"`{json.dumps(sub['default'])}`" if "default" in sub else ""
+        description = " ".join(str(sub.get("description", resolved.get("description", ""))).split())
+        yield f"| `{key}` | {_type(resolved)} | {default} | {description} |"
+        if resolved.get("type") == "object":
+            yield from _rows(resolved, root, f"{key}.")
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict) and (extra.get("properties") or "$ref" in extra):
+        yield from _rows(extra, root, f"{prefix}<name>.")
+
+
+def config_reference() -> str:
+    schema = load_schema()
+    lines = [HEADER.rstrip("\n"), *_rows(schema, schema, "")]
+    lines += [
+        "",
+        "## Model options (`experiments.<name>.models.<name>`)",
+        "",
+        "| arch | option | default |",
+        "|---|---|---|",
+    ]
+    for arch, options in ARCH_OPTIONS.items():
+        lines += [f"| `{arch}` | `{k}` | `{json.dumps(v)}` |" for k, v in options.items()]
+    return "\n".join(lines) + "\n"

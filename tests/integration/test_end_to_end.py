@@ -1,0 +1,154 @@
+"""The whole DAG on the test config: outputs, MLflow contents, reproducibility, report."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import load_config
+from tests.conftest import REPO
+from tests.integration.workflow import snakemake
+
+pytestmark = pytest.mark.slow
+
+CONFIG = load_config(REPO / "config" / "test.yaml")
+VARIANTS = list(CONFIG["experiments"]["enso"]["variants"])
+SEEDS = CONFIG["experiments"]["enso"]["seeds"]
+
+
+def run_dirs(workdir: Path) -> list[Path]:
+    return [workdir / "results" / "enso" / "runs" / v / f"seed{s}" for v in VARIANTS for s in SEEDS]
+
+
+def test_every_model_runs_through_importance_and_summary(full_run: Path) -> None:
+    for run in run_dirs(full_run):
+        for name in (
+            "model.pt",
+            "history.csv",
+            "mlflow_run_id",
+            "metrics.json",
+            "predictions.nc",
+            "importance.csv",
+            "plots/loss_curves.png",
+            "plots/skill_vs_lead.png",
+            "plots/importance.png",
+            "plots/timeseries.png",
+            "plots/scatter.png",
+            "plots/confusion_matrix.png",
+            "plots/roc.png",
+        ):
+            assert (run / name).exists(), run / name
+        table = pd.read_csv(run / "importance.csv")
+        assert list(table.columns)[:8] == [
+            "lead",
+            "method",
+            "pass",
+            "group",
+            "score",
+            "ci_low",
+            "ci_high",
+            "rank",
+        ]
+        assert set(table["method"]) == {"single", "multi"}
+    summary = pd.read_csv(full_run / "results" / "enso" / "summary" / "summary.csv")
+    assert set(VARIANTS) | {"persistence", "linear", "oracle", "climatology"} == set(
+        summary["forecast"]
+    )
+    for name in ("skill_vs_lead.png", "importance_heatmap.png", "example_maps.png"):
+        assert (full_run / "results" / "enso" / "summary" / name).stat().st_size > 10_000
+    assert "geodl-pipeline finished." in (full_run / "snakemake.out").read_text()
+
+
+def test_one_mlflow_run_holds_train_evaluate_importance(full_run: Path) -> None:
+    client = MlflowClient(f"sqlite:///{full_run}/results/mlflow.db")
+    experiment = client.get_experiment_by_name("enso")
+    parent_id = (full_run / "results" / "enso" / "summary" / "mlflow_run_id").read_text().strip()
+    for run_dir in run_dirs(full_run):
+        run = client.get_run((run_dir / "mlflow_run_id").read_text().strip())
+        assert run.info.experiment_id == experiment.experiment_id
+        metrics = run.data.metrics
+        assert "val_loss" in metrics and "test_acc_lead6" in metrics
+        assert any(k.startswith("importance_single_heat_content") for k in metrics)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"history.csv", "metrics.json", "importance.csv", "predictions.nc"} <= artifacts
+        plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        assert {"plots/loss_curves.png", "plots/skill_vs_lead.png", "plots/importance.png"} <= plots
+        assert run.data.tags["mlflow.parentRunId"] == parent_id
+    parent = client.get_run(parent_id)
+    assert parent.data.tags["pipeline.role"] == "summary"
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == len(VARIANTS) * len(SEEDS) + 1
+
+
+def test_rerun_from_scratch_is_byte_identical_and_in_place_is_a_noop(
+    full_run: Path, tmp_path: Path
+) -> None:
+    again = snakemake(tmp_path, "--cores", "2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    for first, second in zip(run_dirs(full_run), run_dirs(tmp_path), strict=True):
+        for name in ("metrics.json", "importance.csv", "history.csv"):
+            assert filecmp.cmp(first / name, second / name, shallow=False), first / name
+    noop = snakemake(full_run, "--cores", "2", "-n")
+    assert "Nothing to be done" in noop.stdout + noop.stderr
+
+
+def test_report_builds_with_the_summary_figure(full_run: Path) -> None:
+    result = snakemake(full_run, "--report", "results/report.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (full_run / "results" / "report.html").read_text(errors="replace")
+    assert "skill_vs_lead.png" in html and "summary.csv" in html
+    assert len(html) > 50_000  # the figures are embedded
+
+
+def test_metrics_json_reports_every_lead(full_run: Path) -> None:
+    metrics = json.loads((run_dirs(full_run)[0] / "metrics.json").read_text())
+    assert [int(k) for k in metrics["per_lead"]] == CONFIG["experiments"]["enso"]["task"]["leads"]
+    entry = metrics["per_lead"]["6"]
+    assert {"model", "persistence", "climatology", "linear", "oracle", "model_events"} <= set(entry)
+
+
+def test_sync_restores_a_run_into_a_fresh_store(full_run: Path, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    original_dir = run_dirs(full_run)[0]
+    copy = tmp_path / "runs" / original_dir.parent.name / original_dir.name
+    shutil.copytree(original_dir, copy)
+    store = f"sqlite:///{tmp_path}/fresh.db"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "sync",
+            str(tmp_path / "runs"),
+            "--tracking-uri",
+            store,
+            "--artifact-root",
+            str(tmp_path / "artifacts"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    source = MlflowClient(f"sqlite:///{full_run}/results/mlflow.db")
+    target = MlflowClient(store)
+    original = source.get_run((original_dir / "mlflow_run_id").read_text().strip())
+    restored = target.get_run((copy / "mlflow_run_id").read_text().strip())
+    assert restored.info.experiment_id == target.get_experiment_by_name("enso").experiment_id
+    assert restored.data.params == original.data.params
+    logged = {k: v for k, v in original.data.metrics.items() if not k.startswith("system/")}
+    assert restored.data.metrics.keys() == logged.keys()
+    for key, value in logged.items():
+        assert restored.data.metrics[key] == pytest.approx(value, rel=1e-9), key
+    history = [m.value for m in source.get_metric_history(original.info.run_id, "val_loss")]
+    assert [m.value for m in target.get_metric_history(restored.info.run_id, "val_loss")] == history
+    for tag in ("pipeline.model", "pipeline.config_hash", "pipeline.data_sha256"):
+        assert restored.data.tags[tag] == original.data.tags[tag]

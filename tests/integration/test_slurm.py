@@ -1,0 +1,81 @@
+"""The SLURM profile against a real slurmctld/slurmd on localhost (marker: slurm)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO, require_tools
+from tests.integration.slurm_cluster import SYSTEM_CONF, slurm_cluster
+from tests.integration.workflow import snakemake
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def test_test_config_runs_as_slurm_jobs(tmp_path: Path) -> None:
+    require_tools("munged", "slurmctld", "slurmd", "sbatch", "squeue")
+    if SYSTEM_CONF.exists():
+        pytest.skip(f"{SYSTEM_CONF} exists: this machine has its own SLURM; not touching it")
+    with slurm_cluster(tmp_path / "slurm") as slurm_env:
+        workdir = tmp_path / "work"
+        workdir.mkdir()
+        result = snakemake(
+            workdir,
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "--slurm-status-command",
+            "squeue",
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            "--seconds-between-status-checks",
+            "2",
+            "--slurm-keep-successful-logs",
+            # a 2-CPU node without GPUs: train on the CPU, everything small
+            "--set-resources",
+            "train:gpu=0",
+            "train:cpus_per_gpu=0",
+            "train:mem_mb=800",
+            "regrid:cpus_per_task=1",
+            "regrid:mem_mb=800",
+            "prepare:mem_mb=800",
+            "--set-threads",
+            "train=1",
+            "regrid=1",
+            "--default-resources",
+            "mem_mb=800",
+            "runtime=30",
+            "slurm_partition=test",
+            "cpus_per_task=1",
+            env={
+                **slurm_env,
+                "GEODL_SLURM_PARTITION": "test",
+                "GEODL_SLURM_ACCOUNT": "",
+                "GEODL_GPU_MODEL": "",
+            },
+            timeout=1200,
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-6000:]
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
+    jobs = re.findall(
+        r"^\s*(\w+)\s+(\d+)\s*$", output.split("Job stats:")[1].split("\n\n")[0], re.MULTILINE
+    )
+    counts = {rule: int(n) for rule, n in jobs}
+    local = counts.get("all", 0) + counts.get("mlflow_setup", 0)
+    assert len(submitted) == counts["total"] - local, (counts, len(submitted))
+    assert len(set(submitted)) == len(submitted)
+    logs = list((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert {p.stem for p in logs} >= set(submitted)  # a log per SLURM job id
+    runs = workdir / "results" / "enso" / "runs"
+    for name in ("model.pt", "metrics.json", "importance.csv"):
+        assert len(list(runs.glob(f"*/seed*/{name}"))) == counts["train"], name
+    assert (workdir / "results" / "enso" / "summary" / "summary.csv").exists()
+    client = MlflowClient(f"sqlite:///{workdir}/results/mlflow.db")
+    experiment = client.get_experiment_by_name("enso")
+    finished = [
+        r for r in client.search_runs([experiment.experiment_id]) if r.info.status == "FINISHED"
+    ]
+    assert len(finished) == counts["train"] + 1  # + the summary's parent run

@@ -1,0 +1,38 @@
+rule summarize:
+    input:
+        runs=lambda w: [f"{run}/importance.csv" for run in run_dirs(w.experiment)],
+        metrics=lambda w: [f"{run}/metrics.json" for run in run_dirs(w.experiment)],
+        prepared=lambda w: prepared_store(w.experiment),
+        mlflow=rules.mlflow_setup.output.ids,
+    output:
+        table=report(
+            f"{RESULTS}/{{experiment}}/summary/summary.csv",
+            caption="../report/summary_table.rst",
+            category="Summary",
+        ),
+        skill=report(
+            f"{RESULTS}/{{experiment}}/summary/skill_vs_lead.png",
+            caption="../report/skill_vs_lead.rst",
+            category="Summary",
+        ),
+        heatmap=report(
+            f"{RESULTS}/{{experiment}}/summary/importance_heatmap.png",
+            caption="../report/importance_heatmap.rst",
+            category="Interpretation",
+        ),
+        maps=report(
+            f"{RESULTS}/{{experiment}}/summary/example_maps.png",
+            caption="../report/example_maps.rst",
+            category="Interpretation",
+        ),
+        best=f"{RESULTS}/{{experiment}}/summary/best_per_lead.csv",
+        run_id=f"{RESULTS}/{{experiment}}/summary/mlflow_run_id",
+    log:
+        f"{RESULTS}/logs/summarize/{{experiment}}.log",
+    conda:
+        PIPELINE_ENV
+    params:
+        run_dirs=lambda w: run_dirs(w.experiment),
+        uri=tracking_uri(CFG),
+    script:
+        "../scripts/summarize.py"
