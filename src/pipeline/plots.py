@@ -199,6 +199,20 @@ def importance_bars(table: pd.DataFrame, path: str | Path, title: str = "") -> P
     return _save(fig, path)
 
 
+# Model colours avoid those of the references (grey, black, green, red).
+MODEL_COLORS = [
+    "tab:blue",
+    "tab:orange",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:cyan",
+    "tab:olive",
+    "navy",
+    "gold",
+]
+
+
 def summary_skill(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """ACC against lead for every model (mean ± std over seeds) and the references."""
     acc = table[table["metric"] == "acc"]

@@ -119,10 +119,11 @@ def example_map_data(prepared: xr.Dataset, run_dirs: Sequence[Path]) -> dict:
         with xr.open_dataset(predictions) as ds:
             if "prediction_map" not in ds:
                 continue
-            lead = int(ds["lead"].values[-1])
+            lead = int(min(ds["lead"].values, key=lambda lead: abs(int(lead) - 6)))
             at = ds.sel(time=time, lead=lead).load()
         variant, _ = run_identity(run_dir)
-        panels[f"{variant}: predicted anomaly, lead {lead} (degC)"] = at["prediction_map"]
+        predicted = at["prediction_map"].where(at["observed_map"].notnull())  # no land
+        panels[f"{variant}: predicted anomaly, lead {lead} (degC)"] = predicted
         panels[f"observed anomaly at lead {lead} (degC)"] = at["observed_map"]
         break
     return {"time": str(np.datetime_as_string(time, unit="M")), "panels": panels}
