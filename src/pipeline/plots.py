@@ -22,14 +22,15 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-def overfitting_epochs(history: pd.DataFrame, window: int = 3) -> list[int]:
-    """Epochs where, over the last ``window`` epochs, val loss rose while train loss fell."""
+def overfitting_epochs(
+    history: pd.DataFrame, window: int = 3, tolerance: float = 0.02
+) -> list[int]:
+    """Epochs where the validation loss sits more than ``tolerance`` (relative) above its best
+    so far while the training loss is still falling over the last ``window`` epochs."""
+    val, train = history["val_loss"].to_numpy(), history["train_loss"].to_numpy()
     flagged = []
     for i in range(window, len(history)):
-        recent = history.iloc[i - window : i + 1]
-        if recent["val_loss"].iloc[-1] > recent["val_loss"].iloc[0] and (
-            recent["train_loss"].iloc[-1] < recent["train_loss"].iloc[0]
-        ):
+        if val[i] > (1 + tolerance) * val[:i].min() and train[i] < train[i - window]:
             flagged.append(int(history["epoch"].iloc[i]))
     return flagged
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 TAG_PREFIX = "pipeline."
+EXPERIMENT_KIND = "mlflow.experimentKind"
 PACKAGES = (
     "torch",
     "numpy",
@@ -67,7 +68,10 @@ def setup_experiments(uri: str, names: list[str], artifact_root: str | Path) -> 
             location = None
             if not uri.startswith(("http://", "https://", "databricks")):
                 location = Path(artifact_root).resolve().as_uri()
-            ids[name] = client.create_experiment(name, artifact_location=location)
+            # a training experiment: the UI opens on its runs, not on GenAI traces
+            ids[name] = client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND: "custom_model_development"}
+            )
             log.info("created MLflow experiment %s (id %s) in %s", name, ids[name], uri)
         else:
             if exp.lifecycle_stage == LifecycleStage.DELETED:

@@ -114,22 +114,30 @@ def test_ui_lists_runs_and_shows_metrics_and_loss_curve(server: str, tmp_path: P
             executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS
         )
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
-        page.goto(f"{server}/#/experiments/{exp_id}", wait_until="networkidle")
+        # the experiment opens on its training runs (pipeline.tracking tags its kind)
+        page.goto(f"{server}/#/experiments/{exp_id}", wait_until="load")
+        parent = page.get_by_text("enso-summary", exact=True).first
+        parent.wait_for(timeout=60_000)
+        # the (model, seed) runs are children of the summary run: expand it
+        page.locator("[role=row]", has_text="enso-summary").first.locator(
+            "button[data-component-id*='runnamecellrenderer']"
+        ).first.click()
         for name in names:
             page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
         page.screenshot(path=str(tmp_path / "runs.png"))
 
         run = next(r for r in runs if r["info"]["run_name"] == names[0])
         run_url = f"{server}/#/experiments/{exp_id}/runs/{run['info']['run_id']}"
-        page.goto(run_url, wait_until="networkidle")
+        page.goto(run_url, wait_until="load")
         page.get_by_text("val_loss").first.wait_for(timeout=60_000)
         page.get_by_text("test_acc_lead6").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "run.png"))
 
-        page.goto(f"{run_url}/artifacts/plots/loss_curves.png", wait_until="networkidle")
+        page.goto(f"{run_url}/artifacts/plots/loss_curves.png", wait_until="load")
         page.get_by_text("loss_curves.png").first.wait_for(timeout=60_000)
-        page.screenshot(path=str(tmp_path / "artifact.png"))
-        assert page.evaluate(
-            "() => [...document.images].some(i => i.src.includes('loss_curves.png')"
-            " && i.complete && i.naturalWidth > 100)"
+        page.wait_for_function(
+            "() => [...document.images].some(i => i.complete && i.naturalWidth > 300)",
+            timeout=60_000,
         )
+        page.screenshot(path=str(tmp_path / "artifact.png"))
         browser.close()
