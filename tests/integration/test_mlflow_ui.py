@@ -114,8 +114,7 @@ def test_ui_lists_runs_and_shows_metrics_and_loss_curve(server: str, tmp_path: P
             executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS
         )
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
-        # the experiment opens on its training runs (pipeline.tracking tags its kind)
-        page.goto(f"{server}/#/experiments/{exp_id}", wait_until="load")
+        page.goto(f"{server}/#/experiments/{exp_id}/runs", wait_until="load")  # training runs
         parent = page.get_by_text("enso-summary", exact=True).first
         parent.wait_for(timeout=60_000)
         # the (model, seed) runs are children of the summary run: expand it

@@ -26,7 +26,8 @@ def test_parallel_jobs_all_land_in_the_experiment(tmp_path: Path) -> None:
     exp["models"] = {"cnn": exp["models"]["cnn"], "lstm": exp["models"]["lstm"]}
     exp["seeds"] = [0, 1]
     config = write_config(tmp_path, experiments=experiments)
-    result = snakemake(tmp_path, "--cores", "4", config=config)  # 4 train jobs at once
+    targets = [f"results/enso/runs/{m}/seed{s}/model.pt" for m in ("cnn", "lstm") for s in (0, 1)]
+    result = snakemake(tmp_path, *targets, "--cores", "4", config=config)  # 4 train jobs at once
     assert result.returncode == 0, result.stderr[-4000:]
 
     client = MlflowClient(f"sqlite:///{tmp_path}/results/mlflow.db")
@@ -52,7 +53,7 @@ def test_parallel_jobs_all_land_in_the_experiment(tmp_path: Path) -> None:
             [experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
         )
     # a second invocation has nothing to do
-    again = snakemake(tmp_path, "--cores", "4", "-n", config=config)
+    again = snakemake(tmp_path, *targets, "--cores", "4", "-n", config=config)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 

@@ -31,15 +31,16 @@ def snakemake(
     env: dict | None = None,
     timeout: int = 600,
 ) -> subprocess.CompletedProcess:
+    # targets and options first: --configfile takes every value that follows it
     cmd = [
         SNAKEMAKE,
         "--snakefile",
         str(REPO / "Snakefile"),
         "--directory",
         str(workdir),
+        *args,
         "--configfile",
         str(config or REPO / "config" / "test.yaml"),
-        *args,
     ]
     # Tests choose their tracking store explicitly; never inherit the developer's.
     run_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
