@@ -81,14 +81,19 @@ class _Scorer:
         return out.to(self.device, torch.float64)
 
     def losses(self, masks: np.ndarray | None, order: np.ndarray | None) -> torch.Tensor:
-        """(K, N) squared errors; ``masks`` (K, *sample) select what takes X[order]."""
+        """(K, N) squared errors; ``masks`` (K, *sample) select what takes X[order].
+
+        Each forward pass holds K copies of about ``batch_size / K`` samples, so memory
+        (and cache use) stays bounded by ``batch_size`` rows whatever K is.
+        """
         n = len(self.X)
         k = 1 if masks is None else len(masks)
         out = torch.empty((k, n), dtype=torch.float64, device=self.device)
         m = None if masks is None else torch.as_tensor(masks, device=self.device)
         perm = None if order is None else torch.as_tensor(order, device=self.device)
-        for start in range(0, n, self.batch_size):
-            idx = torch.arange(start, min(start + self.batch_size, n), device=self.device)
+        step = max(1, self.batch_size // k)  # rows per forward pass stay near batch_size
+        for start in range(0, n, step):
+            idx = torch.arange(start, min(start + step, n), device=self.device)
             xb = self.X[idx]
             if m is None:
                 stacked = xb[None]
