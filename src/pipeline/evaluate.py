@@ -77,11 +77,26 @@ def event_classes(values: np.ndarray) -> np.ndarray:
     return np.digitize(values, [-EVENT_THRESHOLD, EVENT_THRESHOLD])
 
 
+def event_class_scores(pred: np.ndarray) -> np.ndarray:
+    """(samples, 3) scores, higher meaning more of that class: -x, -|x| and x."""
+    return np.stack([-pred, -np.abs(pred), pred], axis=1)
+
+
+def event_roc_curves(pred: np.ndarray, obs: np.ndarray) -> dict[str, tuple]:
+    """{class: (fpr, tpr, auc)} of the one-vs-rest ROC curves of the ENSO event classes."""
+    labels, scores = event_classes(obs), event_class_scores(pred)
+    curves = {}
+    for k, name in enumerate(EVENT_CLASSES):
+        fpr, tpr = m.roc_curve(labels == k, scores[:, k])
+        curves[name] = (fpr, tpr, m.roc_auc(labels == k, scores[:, k]))
+    return curves
+
+
 def event_scores(pred: np.ndarray, obs: np.ndarray) -> dict[str, Any]:
     """Three-class ENSO event skill; ROC scores are the forecast anomaly itself."""
     labels, predicted = event_classes(obs), event_classes(pred)
     cm = m.confusion_matrix(labels, predicted, 3)
-    scores = np.stack([-pred, -np.abs(pred), pred], axis=1)  # higher = more of that class
+    scores = event_class_scores(pred)
     return {
         "classes": EVENT_CLASSES,
         "confusion_matrix": cm.tolist(),

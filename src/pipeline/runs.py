@@ -116,9 +116,10 @@ def _resume_tracker(tracking_uri: str, run_id_path: str | Path) -> RunLogger:
     return tracker
 
 
-def _test_split(prepared) -> tuple:
+def _test_split(prepared) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and index targets of the test split."""
     test = prepared["split"].values == "test"
-    return prepared["x"].values[test], prepared["y"].values[test], test
+    return prepared["x"].values[test], prepared["y"].values[test]
 
 
 def evaluate_job(
@@ -137,7 +138,7 @@ def evaluate_job(
     out_dir = Path(out_dir)
     prepared = open_prepared(prepared_path).load()
     model = ev.load_model(prepared, variant, model_path)
-    x_test, y_test, _ = _test_split(prepared)
+    x_test, y_test = _test_split(prepared)
     forecast = ev.predict(model, x_test)
     baselines = baseline_forecasts(prepared, "test")
     leads = [int(v) for v in prepared["lead"].values]
@@ -151,21 +152,11 @@ def evaluate_job(
     plot_dir = out_dir / "plots"
     title = f"{variant_name}: {prepared.attrs['target']}"
     times = predictions["time"].values
-    show = sorted({leads[0], min(leads, key=lambda lead: abs(lead - 6))})
-    if len(show) == 1 and len(leads) > 1:
-        show = [leads[0], leads[-1]]
-    event_lead = min(leads, key=lambda lead: abs(lead - 6))
+    event_lead = min(leads, key=lambda lead: abs(lead - 6))  # a long lead, where skill differs
+    show = sorted({leads[0], event_lead if event_lead != leads[0] else leads[-1]})
     events = metrics["per_lead"][str(event_lead)]["model_events"]
     i = leads.index(event_lead)
-    labels = ev.event_classes(y_test[:, i])
-    scores = np.stack(
-        [-forecast["index"][:, i], -np.abs(forecast["index"][:, i]), forecast["index"][:, i]],
-        axis=1,
-    )
-    roc = {}
-    for k, name in enumerate(ev.EVENT_CLASSES):
-        fpr, tpr = ev.m.roc_curve(labels == k, scores[:, k])
-        roc[name] = (fpr, tpr, events["roc_auc"][k])
+    roc = ev.event_roc_curves(forecast["index"][:, i], y_test[:, i])
     figures = [
         plots.skill_vs_lead(metrics, plot_dir / "skill_vs_lead.png", title),
         plots.index_timeseries(
@@ -232,7 +223,7 @@ def importance_job(
     out_dir = Path(out_dir)
     prepared = open_prepared(prepared_path).load()
     model = load_model(prepared, variant, model_path)
-    x_test, y_test, _ = _test_split(prepared)
+    x_test, y_test = _test_split(prepared)
     names = [str(c) for c in prepared["channel"].values]
     if settings["groups"] == "variable_lag":
         groups = variable_lag_groups(names, list(prepared["history"].values), x_test.shape[1:])

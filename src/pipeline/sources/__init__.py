@@ -7,6 +7,7 @@ later stages (and MLflow provenance) know exactly which bytes a result came from
 from __future__ import annotations
 
 import glob
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,5 @@ def fetch(name: str, dataset: Mapping[str, Any], out_dir: str | Path) -> dict[st
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    import json
-
     with open(path) as fh:
         return json.load(fh)
