@@ -63,17 +63,19 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
+def assert_same_run(a: Path, b: Path) -> None:
+    """Byte-identical history.csv and identical final weights in two run folders."""
+    assert (a / "history.csv").read_bytes() == (b / "history.csv").read_bytes()
+    assert_same_weights(
+        torch.load(a / "model.pt", weights_only=True), torch.load(b / "model.pt", weights_only=True)
+    )
+
+
 @pytest.mark.parametrize("arch", ["cnn", "unet", "lstm"])
 def test_two_cpu_runs_are_bit_identical(tiny_prepared: Path, tmp_path: Path, arch: str) -> None:
     run(tiny_prepared, tmp_path / "a", variant(arch))
     run(tiny_prepared, tmp_path / "b", variant(arch))
-    assert (tmp_path / "a" / "history.csv").read_bytes() == (
-        tmp_path / "b" / "history.csv"
-    ).read_bytes()
-    assert_same_weights(
-        torch.load(tmp_path / "a" / "model.pt", weights_only=True),
-        torch.load(tmp_path / "b" / "model.pt", weights_only=True),
-    )
+    assert_same_run(tmp_path / "a", tmp_path / "b")
 
 
 def test_seeds_differ(tiny_prepared: Path, tmp_path: Path) -> None:
@@ -153,13 +155,7 @@ def test_killed_then_resumed_run_matches_uninterrupted(tiny_prepared: Path, tmp_
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     assert f"resumed_from {epoch_at_kill}" in stdout
-    assert (tmp_path / "full" / "history.csv").read_bytes() == (
-        tmp_path / "killed" / "history.csv"
-    ).read_bytes()
-    assert_same_weights(
-        torch.load(tmp_path / "full" / "model.pt", weights_only=True),
-        torch.load(tmp_path / "killed" / "model.pt", weights_only=True),
-    )
+    assert_same_run(tmp_path / "full", tmp_path / "killed")
 
 
 def test_checkpoint_of_another_config_is_ignored(tiny_prepared: Path, tmp_path: Path) -> None:
