@@ -25,7 +25,13 @@ from pipeline.importance import COLUMNS
 from pipeline.io import write_netcdf, write_text
 from pipeline.models.registry import predict_index
 from pipeline.prepare import open_prepared
-from pipeline.tracking import RunLogger, flatten, run_tags
+from pipeline.tracking import (
+    RunLogger,
+    evaluation_metrics,
+    flatten,
+    importance_metrics,
+    run_tags,
+)
 from pipeline.train import CHECKPOINT, checkpoint_run_id, save_outputs, train_model
 
 log = logging.getLogger(__name__)
@@ -178,13 +184,7 @@ def evaluate_job(
     ]
 
     tracker = _resume_tracker(tracking_uri, run_id_path)
-    flat = {}
-    for lead in leads:
-        for key, value in metrics["per_lead"][str(lead)]["model"].items():
-            flat[f"test_{key}_lead{lead}"] = value
-    for key, value in metrics["mean_over_leads"]["model"].items():
-        flat[f"test_{key}"] = value
-    tracker.metrics({k: v for k, v in flat.items() if v is not None and np.isfinite(v)})
+    tracker.metrics(evaluation_metrics(metrics))
     for path in (out_dir / "metrics.json", out_dir / "predictions.nc"):
         tracker.artifact(path)
     for fig in figures:
@@ -253,13 +253,7 @@ def importance_job(
         result, out_dir / "plots" / "importance.png", f"{variant_name}: permutation importance"
     )
     tracker = _resume_tracker(tracking_uri, run_id_path)
-    tracker.metrics(
-        {
-            f"importance_{row.method}_{row.group}_lead{row.lead}": row.score
-            for row in result.itertuples()
-            if row.method == "single" and np.isfinite(row.score)
-        }
-    )
+    tracker.metrics(importance_metrics(result))
     tracker.artifact(out_dir / "importance.csv")
     tracker.artifact(figure, "plots")
     tracker.end()

@@ -18,7 +18,13 @@ import pandas as pd
 import yaml
 
 from pipeline.io import write_text
-from pipeline.tracking import RunLogger, flatten, setup_experiments
+from pipeline.tracking import (
+    RunLogger,
+    evaluation_metrics,
+    flatten,
+    importance_metrics,
+    setup_experiments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +35,6 @@ ARTIFACTS = (
     "predictions.nc",
     "importance.csv",
 )
-
-
-def evaluation_metrics(metrics: dict) -> dict[str, float]:
-    """The ``test_*`` metrics evaluate logs, rebuilt from metrics.json."""
-    out = {}
-    for lead, entry in metrics["per_lead"].items():
-        for key, value in entry["model"].items():
-            out[f"test_{key}_lead{lead}"] = value
-    for key, value in metrics["mean_over_leads"]["model"].items():
-        out[f"test_{key}"] = value
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def importance_metrics(table: pd.DataFrame) -> dict[str, float]:
-    single = table[table["method"] == "single"]
-    return {f"importance_single_{r.group}_lead{r.lead}": r.score for r in single.itertuples()}
 
 
 def sync_run(run_dir: str | Path, tracking_uri: str, artifact_root: str | Path) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
+import math
 import os
 import subprocess
 import time
@@ -133,6 +134,30 @@ def flatten(spec: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[name] = str(value)
     return out
+
+
+def _finite(values: Mapping[str, Any]) -> dict[str, float]:
+    """MLflow metrics must be numbers: drop None (NaN in JSON) and non-finite values."""
+    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
+
+
+def evaluation_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """``test_{metric}_lead{L}`` and ``test_{metric}`` (mean over leads) of the model."""
+    out = {}
+    for lead, entry in metrics["per_lead"].items():
+        for key, value in entry["model"].items():
+            out[f"test_{key}_lead{lead}"] = value
+    for key, value in metrics["mean_over_leads"]["model"].items():
+        out[f"test_{key}"] = value
+    return _finite(out)
+
+
+def importance_metrics(table: Any) -> dict[str, float]:
+    """``importance_single_{group}_lead{L}``: the single-pass Delta MSE of each group."""
+    single = table[table["method"] == "single"]
+    return _finite(
+        {f"importance_single_{r.group}_lead{r.lead}": r.score for r in single.itertuples()}
+    )
 
 
 def _guarded(method: Callable) -> Callable:
