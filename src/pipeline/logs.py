@@ -1,14 +1,33 @@
-"""Logging for jobs: to the rule's log file and to the terminal."""
+"""Logging for jobs: to the rule's log file and to the terminal.
+
+Snakemake points users at a failed job's log file, so the job's error must land there
+too: :func:`configure` routes uncaught exceptions through the same handlers.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 from pathlib import Path
+from types import TracebackType
+
+import pipeline
+
+log = logging.getLogger("pipeline")
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    """Write an uncaught exception with its traceback to every handler (file and terminal)."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, traceback)
+        return
+    log.critical("job failed: %s: %s", kind.__name__, error, exc_info=(kind, error, traceback))
 
 
 def configure(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
-    """Send pipeline logs (and warnings) to stderr and, if given, to ``log_file``."""
+    """Send pipeline logs, warnings and any uncaught error to stderr and ``log_file``."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
@@ -20,3 +39,6 @@ def configure(log_file: str | Path | None = None, level: int = logging.INFO) -> 
         force=True,
     )
     logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    # which code this job runs: a clone sharing a venv must run its own checkout
+    log.info("pipeline code: %s", Path(pipeline.__file__).parent)

@@ -227,6 +227,21 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any] | None:
+    """A checkpoint's state, or None when there is none or it is unreadable.
+
+    ``weights_only=True`` unpickles tensors and plain containers only, so a planted or
+    corrupt file can never run code; it is ignored and training starts afresh.
+    """
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # UnpicklingError, truncated file, foreign format
+        log.warning("ignoring unreadable checkpoint %s (%s: %s)", path, type(err).__name__, err)
+        return None
+
+
 def train_model(
     prepared: xr.Dataset,
     variant: Mapping[str, Any],
@@ -275,8 +290,8 @@ def train_model(
     best_state = copy.deepcopy(model.state_dict())
 
     checkpoint_path = out_dir / CHECKPOINT
-    if checkpoint_path.exists():
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    ckpt = load_checkpoint(checkpoint_path, device)
+    if ckpt is not None:
         if ckpt.get("run_hash") == run_hash:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -395,7 +410,5 @@ def save_outputs(result: TrainResult, model_path: str | Path, history_path: str 
 
 def checkpoint_run_id(out_dir: str | Path) -> str | None:
     """The MLflow run id a killed job had opened (so its rerun continues the same run)."""
-    path = Path(out_dir) / CHECKPOINT
-    if not path.exists():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=False).get("run_id")
+    ckpt = load_checkpoint(Path(out_dir) / CHECKPOINT)
+    return ckpt.get("run_id") if ckpt is not None else None

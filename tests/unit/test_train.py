@@ -16,6 +16,7 @@ import torch
 from pipeline.prepare import open_prepared
 from pipeline.train import (
     CHECKPOINT,
+    checkpoint_run_id,
     epoch_order,
     masked_mse,
     resolve_amp,
@@ -108,7 +109,7 @@ def test_early_stopping_restores_best_weights(tiny_prepared: Path, tmp_path: Pat
     assert len(history) < 30
     best = int(history.loc[history["val_loss"].idxmin(), "epoch"])
     assert len(history) == best + 2  # stopped `patience` epochs after the best
-    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=True)
     assert_same_weights(weights, ckpt["best_state"])
 
 
@@ -148,7 +149,7 @@ def test_killed_then_resumed_run_matches_uninterrupted(tiny_prepared: Path, tmp_
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (tmp_path / "killed" / "model.pt").exists(), "killed too late: it had finished"
-    epoch_at_kill = torch.load(checkpoint, weights_only=False)["epoch"]
+    epoch_at_kill = torch.load(checkpoint, weights_only=True)["epoch"]
     assert epoch_at_kill < 25
 
     resumed = _train_process(tiny_prepared, tmp_path / "killed", spec)
@@ -200,3 +201,27 @@ def test_device_and_amp_resolution() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA"):
             resolve_device("cuda")
+
+
+class _PlantedPayload:
+    """A pickle that runs code when loaded with weights_only=False."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def test_planted_checkpoint_is_never_executed(
+    tiny_prepared: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "code_ran"
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"run_hash": "h", "epoch": 1, "payload": _PlantedPayload(marker)}, out / CHECKPOINT)
+    assert checkpoint_run_id(out) is None
+    history, _ = run(tiny_prepared, out, variant(epochs=2))
+    assert not marker.exists(), "loading the checkpoint executed code"
+    assert list(history["epoch"]) == [1, 2]  # trained from scratch
+    assert "ignoring unreadable checkpoint" in caplog.text
