@@ -1,9 +1,10 @@
 """Put this checkout's ``src/`` first on sys.path, so every job (local, conda or SLURM)
-imports the same ``pipeline`` code as the Snakefile, installed or not."""
+runs the code of the workflow that launched it. It must move an entry that is already
+there: Snakemake appends the launcher's sys.path to a job's, behind the venv's editable
+install, which may point at another checkout."""
 
 import sys
 from pathlib import Path
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-if SRC not in sys.path:
-    sys.path.insert(0, SRC)
+sys.path[:] = [SRC, *(entry for entry in sys.path if entry != SRC)]
