@@ -10,19 +10,19 @@ import yaml
 
 from pipeline.prepare import open_prepared
 from tests.conftest import REPO
-from tests.integration.workflow import snakemake, write_config
+from tests.integration.workflow import RESULTS, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
 
 def test_data_stage_builds_prepared_store(tmp_path: Path) -> None:
-    result = snakemake(tmp_path, "--cores", "2", "results/enso/prepared.zarr")
+    result = snakemake(tmp_path, "--cores", "2", f"{RESULTS}/enso/prepared.zarr")
     assert result.returncode == 0, result.stderr[-3000:]
-    ds = open_prepared(tmp_path / "results" / "enso" / "prepared.zarr")
+    ds = open_prepared(tmp_path / RESULTS / "enso" / "prepared.zarr")
     assert set(ds["split"].values) == {"train", "val", "test"}
     assert ds.attrs["config_hash"] and ds.attrs["data_sha256"]
-    assert (tmp_path / "results" / "data" / "grid" / "enso_synth.zarr").is_dir()
-    again = snakemake(tmp_path, "--cores", "2", "-n", "results/enso/prepared.zarr")
+    assert (tmp_path / RESULTS / "data" / "grid" / "enso_synth.zarr").is_dir()
+    again = snakemake(tmp_path, "--cores", "2", "-n", f"{RESULTS}/enso/prepared.zarr")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -35,4 +35,4 @@ def test_bad_config_fails_before_any_job(tmp_path: Path) -> None:
     result = snakemake(tmp_path, "--cores", "1", config=config)
     assert result.returncode != 0
     assert "experiments.enso.splits.val" in result.stdout + result.stderr
-    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / RESULTS).exists()

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.config import load_config
 from tests.conftest import REPO
-from tests.integration.workflow import snakemake
+from tests.integration.workflow import RESULTS, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ SEEDS = CONFIG["experiments"]["enso"]["seeds"]
 
 
 def run_dirs(workdir: Path) -> list[Path]:
-    return [workdir / "results" / "enso" / "runs" / v / f"seed{s}" for v in VARIANTS for s in SEEDS]
+    return [workdir / RESULTS / "enso" / "runs" / v / f"seed{s}" for v in VARIANTS for s in SEEDS]
 
 
 def test_every_model_runs_through_importance_and_summary(full_run: Path) -> None:
@@ -55,19 +55,19 @@ def test_every_model_runs_through_importance_and_summary(full_run: Path) -> None
             "rank",
         ]
         assert set(table["method"]) == {"single", "multi"}
-    summary = pd.read_csv(full_run / "results" / "enso" / "summary" / "summary.csv")
+    summary = pd.read_csv(full_run / RESULTS / "enso" / "summary" / "summary.csv")
     assert set(VARIANTS) | {"persistence", "linear", "oracle", "climatology"} == set(
         summary["forecast"]
     )
     for name in ("skill_vs_lead.png", "importance_heatmap.png", "example_maps.png"):
-        assert (full_run / "results" / "enso" / "summary" / name).stat().st_size > 10_000
+        assert (full_run / RESULTS / "enso" / "summary" / name).stat().st_size > 10_000
     assert "geodl-pipeline finished." in (full_run / "snakemake.out").read_text()
 
 
 def test_one_mlflow_run_holds_train_evaluate_importance(full_run: Path) -> None:
-    client = MlflowClient(f"sqlite:///{full_run}/results/mlflow.db")
+    client = MlflowClient(f"sqlite:///{full_run}/{RESULTS}/mlflow.db")
     experiment = client.get_experiment_by_name("enso")
-    parent_id = (full_run / "results" / "enso" / "summary" / "mlflow_run_id").read_text().strip()
+    parent_id = (full_run / RESULTS / "enso" / "summary" / "mlflow_run_id").read_text().strip()
     for run_dir in run_dirs(full_run):
         run = client.get_run((run_dir / "mlflow_run_id").read_text().strip())
         assert run.info.experiment_id == experiment.experiment_id
@@ -98,9 +98,9 @@ def test_rerun_from_scratch_is_byte_identical_and_in_place_is_a_noop(
 
 
 def test_report_builds_with_the_summary_figure(full_run: Path) -> None:
-    result = snakemake(full_run, "--report", "results/report.html")
+    result = snakemake(full_run, "--report", f"{RESULTS}/report.html")
     assert result.returncode == 0, result.stderr[-3000:]
-    html = (full_run / "results" / "report.html").read_text(errors="replace")
+    html = (full_run / RESULTS / "report.html").read_text(errors="replace")
     assert "skill_vs_lead.png" in html and "summary.csv" in html
     assert len(html) > 50_000  # the figures are embedded
 
@@ -138,7 +138,7 @@ def test_sync_restores_a_run_into_a_fresh_store(full_run: Path, tmp_path: Path) 
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    source = MlflowClient(f"sqlite:///{full_run}/results/mlflow.db")
+    source = MlflowClient(f"sqlite:///{full_run}/{RESULTS}/mlflow.db")
     target = MlflowClient(store)
     original = source.get_run((original_dir / "mlflow_run_id").read_text().strip())
     restored = target.get_run((copy / "mlflow_run_id").read_text().strip())

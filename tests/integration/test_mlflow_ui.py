@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_tools
+from tests.integration.workflow import RESULTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -44,7 +45,7 @@ def server(full_run: Path) -> Iterator[str]:
             mlflow,
             "server",
             "--backend-store-uri",
-            f"sqlite:///{full_run}/results/mlflow.db",
+            f"sqlite:///{full_run}/{RESULTS}/mlflow.db",
             "--host",
             "127.0.0.1",
             "--port",

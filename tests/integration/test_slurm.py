@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, require_tools
 from tests.integration.slurm_cluster import SYSTEM_CONF, slurm_cluster
-from tests.integration.workflow import snakemake
+from tests.integration.workflow import RESULTS, snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -69,11 +69,11 @@ def test_test_config_runs_as_slurm_jobs(tmp_path: Path) -> None:
     assert len(set(submitted)) == len(submitted)
     logs = list((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert {p.stem for p in logs} >= set(submitted)  # a log per SLURM job id
-    runs = workdir / "results" / "enso" / "runs"
+    runs = workdir / RESULTS / "enso" / "runs"
     for name in ("model.pt", "metrics.json", "importance.csv"):
         assert len(list(runs.glob(f"*/seed*/{name}"))) == counts["train"], name
-    assert (workdir / "results" / "enso" / "summary" / "summary.csv").exists()
-    client = MlflowClient(f"sqlite:///{workdir}/results/mlflow.db")
+    assert (workdir / RESULTS / "enso" / "summary" / "summary.csv").exists()
+    client = MlflowClient(f"sqlite:///{workdir}/{RESULTS}/mlflow.db")
     experiment = client.get_experiment_by_name("enso")
     finished = [
         r for r in client.search_runs([experiment.experiment_id]) if r.info.status == "FINISHED"

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.runs import OFFLINE_RUN_ID, train_job
 from tests.conftest import REPO
-from tests.integration.workflow import snakemake, write_config
+from tests.integration.workflow import RESULTS, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -26,11 +26,11 @@ def test_parallel_jobs_all_land_in_the_experiment(tmp_path: Path) -> None:
     exp["models"] = {"cnn": exp["models"]["cnn"], "lstm": exp["models"]["lstm"]}
     exp["seeds"] = [0, 1]
     config = write_config(tmp_path, experiments=experiments)
-    targets = [f"results/enso/runs/{m}/seed{s}/model.pt" for m in ("cnn", "lstm") for s in (0, 1)]
+    targets = [f"{RESULTS}/enso/runs/{m}/seed{s}/model.pt" for m in ("cnn", "lstm") for s in (0, 1)]
     result = snakemake(tmp_path, *targets, "--cores", "4", config=config)  # 4 train jobs at once
     assert result.returncode == 0, result.stderr[-4000:]
 
-    client = MlflowClient(f"sqlite:///{tmp_path}/results/mlflow.db")
+    client = MlflowClient(f"sqlite:///{tmp_path}/{RESULTS}/mlflow.db")
     experiment = client.get_experiment_by_name("enso")
     runs = client.search_runs([experiment.experiment_id])
     names = sorted(r.info.run_name for r in runs)
@@ -40,7 +40,7 @@ def test_parallel_jobs_all_land_in_the_experiment(tmp_path: Path) -> None:
     assert not client.search_runs([default.experiment_id])
     for run in runs:
         model, seed = run.data.tags["pipeline.model"], run.data.tags["pipeline.seed"]
-        folder = tmp_path / "results" / "enso" / "runs" / model / f"seed{seed}"
+        folder = tmp_path / RESULTS / "enso" / "runs" / model / f"seed{seed}"
         assert (folder / "mlflow_run_id").read_text().strip() == run.info.run_id
         assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
         assert run.data.params["training.epochs"] == "2"

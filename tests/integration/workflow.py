@@ -12,6 +12,8 @@ import yaml
 from tests.conftest import REPO
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+#: The test config's results folder (never the default study's ``results/``).
+RESULTS = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["results"]
 
 
 def write_config(tmp: Path, **changes: object) -> Path:
