@@ -1,5 +1,6 @@
 # geodl-pipeline: download -> regrid -> prepare -> train -> evaluate -> importance -> summarize.
 # All logic lives in src/pipeline; rules call thin scripts in workflow/scripts.
+import json
 import os
 import sys
 from pathlib import Path
@@ -26,7 +27,9 @@ if "MLFLOW_TRACKING_URI" in os.environ:
         "MLFLOW_TRACKING_URI",  # a shared tracking server: forwarded to cluster jobs
 
 
-CFG = resolve_config(config)  # clear errors naming the key, before any job runs
+# Clear errors naming the key, before any job runs. Keys sorted: rules' params are compared
+# by their text, so reordering or reformatting the YAML must not rerun anything.
+CFG = json.loads(json.dumps(resolve_config(config), sort_keys=True))
 validate(
     config, Path(workflow.basedir) / "config" / "schema.yaml"
 )  # Snakemake's own validation, filling defaults

@@ -20,7 +20,10 @@ rule prepare:
     resources:
         mem_mb=4000,
     params:
-        experiment=lambda w: CFG["experiments"][w.experiment],
+        # only what determines prepared.zarr: a model or importance edit must not rerun it
+        experiment=lambda w: {
+            key: CFG["experiments"][w.experiment][key] for key in ("task", "splits")
+        },
         config_hash=lambda w: prepare_hash(CFG, w.experiment),
     script:
         "../scripts/prepare.py"
