@@ -33,7 +33,9 @@ pytest: install
 
 test: lint pytest
 
+# After a crash (kill -9, out of memory) the rerun releases the lock the dead run left.
 run: install
+	$(BIN)/python -m pipeline.locks $(CONFIG)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 
 report: install

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.integration.workflow import SNAKEMAKE
+from tests.integration.workflow import SNAKEMAKE, copy_checkout
 
 pytestmark = pytest.mark.slow
-
-
-def copy_checkout(dest: Path) -> Path:
-    """The tracked and untracked (not ignored) files of this checkout, copied to ``dest``."""
-    listed = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for rel in filter(None, listed.split("\0")):
-        source = REPO / rel
-        if source.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / rel)
-    return dest
 
 
 def test_a_clones_jobs_import_the_clones_code(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,18 @@ def snakemake(
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=run_env, cwd=workdir
     )
+
+
+def copy_checkout(dest: Path) -> Path:
+    """The tracked and untracked (not ignored) files of this checkout, copied to ``dest``."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
+        source = REPO / rel
+        if source.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / rel)
+    return dest
