@@ -36,7 +36,17 @@ def latitude_weights(src_lat: np.ndarray, tgt_lat: np.ndarray) -> np.ndarray:
 
 
 def longitude_weights(src_lon: np.ndarray, tgt_lon: np.ndarray) -> np.ndarray:
-    """Longitude overlaps in degrees, counting the source shifted by +-360 (the seam)."""
+    """Longitude overlaps in degrees, (n_tgt, n_src).
+
+    ``src_lon`` must ascend in one evenly spaced run (regrid.normalise_coords makes it so):
+    a gap would turn the cells on either side into cells spanning it, inventing values
+    there. Copies of the source shifted by +-360 join a global source across the seam
+    and put a regional one in the target's convention; a regional source spans less
+    than 360 degrees, so its copies are disjoint and nothing is counted twice or wrapped.
+    """
+    step = np.diff(np.asarray(src_lon, dtype=float))
+    if step.size and (step.min() <= 0 or step.max() > 1.5 * step.min()):
+        raise ValueError("source longitudes must ascend evenly, without gaps")
     src, tgt = edges(src_lon), edges(tgt_lon)
     return sum(_overlap(src + shift, tgt) for shift in (-360.0, 0.0, 360.0))
 
@@ -45,7 +55,7 @@ def regrid_conservative(ds: xr.Dataset, target: xr.Dataset, nan_threshold: float
     """Area-weighted mean of the valid source cells in each target cell.
 
     A target cell is NaN when more than ``nan_threshold`` of its covered area is NaN
-    (land), or when no source cell covers it.
+    (land), or when no source cell covers it (outside a regional domain).
     """
     w_lat = xr.DataArray(
         latitude_weights(ds["lat"].values, target["lat"].values), dims=("lat_out", "lat")

@@ -1,8 +1,13 @@
-"""Atomic writes and checksums: an interrupted job never leaves a half-written output."""
+"""Atomic writes and checksums: an interrupted job never leaves a half-written output.
+
+A write that fails because the disk is full says so (DiskFullError, naming the output)
+instead of surfacing as "NetCDF: HDF error" or a bare OSError from deep in a library.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -13,6 +18,27 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
+
+#: Below this much free space, a failed write is taken for a full disk: HDF5 (NetCDF)
+#: reports ENOSPC only as "NetCDF: HDF error", without the errno.
+FULL_DISK_BYTES = 1 << 20
+
+
+class DiskFullError(OSError):
+    """An output could not be written: no space left on its disk (errno ENOSPC)."""
+
+
+def _disk_full(err: BaseException, folder: Path) -> bool:
+    """ENOSPC anywhere in the exception chain, or (for HDF5) almost no space left."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    try:
+        return shutil.disk_usage(folder).free < FULL_DISK_BYTES
+    except OSError:
+        return False
 
 
 def _remove(path: Path) -> None:
@@ -27,7 +53,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``target``; rename it onto ``target`` on success.
 
     Works for files and directories (Zarr stores). On error the temporary is removed
-    and any previous ``target`` is left untouched.
+    and any previous ``target`` is left untouched; a full disk raises DiskFullError.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +63,15 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         if target.exists():
             _remove(target)
         os.replace(tmp, target)
+    except Exception as err:
+        if isinstance(err, DiskFullError) or not _disk_full(err, target.parent):
+            raise
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"cannot write {target}: the disk is full (no space left on device, errno "
+            "ENOSPC); nothing was written. Free space there, or set 'results' to a "
+            "folder on a larger disk",
+        ) from err
     finally:
         if tmp.exists():
             _remove(tmp)

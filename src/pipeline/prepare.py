@@ -1,8 +1,9 @@
 """The prepare stage: regridded fields -> model-ready samples, with no leakage.
 
 Everything fitted (monthly climatology, normalisation statistics) uses the train years
-only. A sample is kept only if every month it touches (its input window and all its
-target times) lies in one split, so no target can fall in another split.
+only, and the data must cover every month of every split's years. A sample is kept only
+if every month it touches (its input window and all its target times) lies in one split,
+so no target can fall in another split.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from pipeline.datacheck import check_fields
 from pipeline.geo import index_series
 from pipeline.io import write_zarr
 from pipeline.variables import DataError
@@ -175,14 +177,21 @@ def prepare(
     config_hash: str,
     out: str | Path,
 ) -> xr.Dataset:
-    """Run the prepare stage for one experiment and write ``prepared.zarr`` at ``out``."""
-    fields = xr.merge([xr.open_zarr(p) for p in grid_paths], compat="override")
-    span = [
-        min(v[0] for v in experiment["splits"].values()),
-        max(v[1] for v in experiment["splits"].values()),
-    ]
-    fields = fields.sel(time=slice(f"{span[0]}-01-01", f"{span[1]}-12-31"))
-    ds = build_samples(fields, experiment["task"], experiment["splits"], load_truth(manifests))
+    """Run the prepare stage for one experiment and write ``prepared.zarr`` at ``out``.
+
+    ``grid_paths[i]`` is the regridded store of ``manifests[i]``'s dataset. Each is checked
+    (pipeline.datacheck.check_fields) before anything is fitted: a split year the data
+    do not cover, or a variable with no valid value, is a DataError naming its files.
+    """
+    splits = experiment["splits"]
+    span = [min(v[0] for v in splits.values()), max(v[1] for v in splits.values())]
+    period = slice(f"{span[0]}-01-01", f"{span[1]}-12-31")
+    stores = [xr.open_zarr(p).sel(time=period) for p in grid_paths]
+    for store, manifest in zip(stores, manifests, strict=True):
+        files = [f["path"] for f in manifest["files"] if f.get("role", "data") == "data"]
+        check_fields(store, files, splits)
+    fields = xr.merge(stores, compat="override")
+    ds = build_samples(fields, experiment["task"], splits, load_truth(manifests))
     ds.attrs.update({"config_hash": config_hash, "data_sha256": data_sha256(manifests)})
     chunks = {"sample": SAMPLE_CHUNK}
     write_zarr(ds.chunk({d: c for d, c in chunks.items() if d in ds.dims}), out)

@@ -13,6 +13,9 @@ import numpy as np
 import xarray as xr
 
 COORD_ALIASES = {"latitude": "lat", "longitude": "lon", "y": "lat", "x": "lon"}
+#: Aliases that are usually index dimensions (NEMO's y/x beside 2-D nav_lat/nav_lon):
+#: renamed only when they are coordinate variables in degrees north/east.
+INDEX_ALIASES = {"y": "north", "x": "east"}
 DEPTH_NAMES = ("level", "depth", "lev", "z")
 KELVIN = {"K", "kelvin", "Kelvin", "degK"}
 
@@ -21,9 +24,28 @@ class DataError(ValueError):
     """Raw data does not hold what the config says; names the file and variable."""
 
 
+def _is_degree_axis(ds: xr.Dataset, name: str) -> bool:
+    """``name`` is a 1-D coordinate variable in degrees (CF: degrees_north, degree_N, ...)."""
+    if name not in ds.coords or ds[name].dims != (name,):
+        return False
+    units = str(ds[name].attrs.get("units", "")).lower().replace("_", "")
+    direction = INDEX_ALIASES[name]
+    return units in {"degree", "degrees"} or (
+        units.startswith("degree") and units.endswith((direction, direction[0]))
+    )
+
+
 def standardise_coords(ds: xr.Dataset) -> xr.Dataset:
-    """Rename coordinate aliases to ``lat``/``lon``."""
-    renames = {k: v for k, v in COORD_ALIASES.items() if k in ds.dims and v not in ds.dims}
+    """Rename coordinate aliases to ``lat``/``lon``.
+
+    ``y``/``x`` are renamed only when they are 1-D coordinates in degrees; on a
+    curvilinear grid they are index dimensions, and pipeline.datacheck refuses the file.
+    """
+    renames = {
+        k: v
+        for k, v in COORD_ALIASES.items()
+        if k in ds.dims and v not in ds.dims and (k not in INDEX_ALIASES or _is_degree_axis(ds, k))
+    }
     return ds.rename(renames)
 
 

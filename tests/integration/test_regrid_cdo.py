@@ -15,16 +15,24 @@ from tests.conftest import require_tools
 pytestmark = pytest.mark.cdo
 
 TARGET = {"resolution": 5.0, "lat": [-90, 90], "lon": [0, 360], "nan_threshold": 0.5}
-CDO_GRID = (
-    "gridtype = lonlat\nxsize = 72\nysize = 36\nxfirst = 2.5\nxinc = 5\nyfirst = -87.5\nyinc = 5\n"
-)
+
+
+def cdo_grid(west: float) -> str:
+    """CDO's description of TARGET with its longitudes starting at ``west``."""
+    return (
+        f"gridtype = lonlat\nxsize = 72\nysize = 36\nxfirst = {west + 2.5}\nxinc = 5\n"
+        "yfirst = -87.5\nyinc = 5\n"
+    )
 
 
 def global_field(descending: bool) -> xr.Dataset:
     """A smooth, non-symmetric global field on a 2-degree grid covering the whole sphere."""
     lat = np.arange(-89.0, 90.0, 2.0)
-    lat = lat[::-1] if descending else lat
-    lon = np.arange(0.0, 360.0, 2.0)
+    return smooth_field(lat[::-1] if descending else lat, np.arange(0.0, 360.0, 2.0))
+
+
+def smooth_field(lat: np.ndarray, lon: np.ndarray) -> xr.Dataset:
+    """A smooth, non-symmetric field on the given cell centres, two time steps."""
     la, lo = np.deg2rad(np.meshgrid(lat, lon, indexing="ij"))
     values = (
         280
@@ -43,7 +51,7 @@ def global_field(descending: bool) -> xr.Dataset:
     return ds
 
 
-def run_cdo(operator: str, src: xr.Dataset, tmp_path: Path) -> xr.DataArray:
+def run_cdo(operator: str, src: xr.Dataset, tmp_path: Path, west: float = 0.0) -> xr.DataArray:
     require_tools("cdo")
     src_path, grid_path, out_path = (
         tmp_path / "in.nc",
@@ -51,7 +59,7 @@ def run_cdo(operator: str, src: xr.Dataset, tmp_path: Path) -> xr.DataArray:
         tmp_path / f"{operator}.nc",
     )
     src.to_netcdf(src_path)
-    grid_path.write_text(CDO_GRID)
+    grid_path.write_text(cdo_grid(west))
     subprocess.run(
         ["cdo", "-s", "-b", "F64", f"{operator},{grid_path}", str(src_path), str(out_path)],
         check=True,
@@ -89,3 +97,30 @@ def test_conservative_matches_cdo_remapcon(tmp_path: Path, descending: bool) -> 
     assert float(rel.where(np.abs(ours["lat"]) < 85).max()) < 1e-5
     # the global area-weighted mean is conserved
     assert abs(area_mean(ours) - area_mean(src["t"])) / abs(area_mean(src["t"])) < 1e-6
+
+
+#: Regional domains (2-degree cells, 60S-60N) and the target longitude convention. The
+#: first three cross the target's seam: before the fix about a thousand cells per time
+#: step got values across the gap where CDO gives missing.
+REGIONAL = {
+    "pacific-120E-80W-on-180": (np.arange(121.0, 280.0, 2.0), -180.0),
+    "pacific-as-negative-on-180": (np.arange(-239.0, -80.0, 2.0), -180.0),
+    "50W-90E-on-360": (np.arange(-49.0, 90.0, 2.0), 0.0),
+    "pacific-on-360-no-seam": (np.arange(121.0, 280.0, 2.0), 0.0),
+    "50W-90E-on-180-no-seam": (np.arange(-49.0, 90.0, 2.0), -180.0),
+}
+
+
+@pytest.mark.parametrize("method", ["conservative", "linear"])
+@pytest.mark.parametrize("domain", list(REGIONAL), ids=list(REGIONAL))
+def test_regional_domain_matches_cdo(tmp_path: Path, domain: str, method: str) -> None:
+    """NaN exactly where CDO gives missing (outside the domain), CDO's values elsewhere."""
+    lon, west = REGIONAL[domain]
+    src = smooth_field(np.arange(-59.0, 60.0, 2.0), lon)
+    operator = {"conservative": "remapcon", "linear": "remapbil"}[method]
+    ref = run_cdo(operator, src, tmp_path, west=west)
+    ours = regrid(src, {**TARGET, "lon": [west, west + 360], "method": method})["t"]
+    ref = ref.transpose(*ours.dims).values
+    np.testing.assert_array_equal(np.isnan(ours.values), np.isnan(ref))
+    assert np.isfinite(ref).sum() > 0.1 * ref.size  # the domain is there, not all missing
+    assert np.nanmax(np.abs(ours.values - ref)) < 1e-6

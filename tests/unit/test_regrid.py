@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from pipeline.conservative import latitude_weights, longitude_weights
-from pipeline.regrid import regrid, regrid_dataset, target_grid
+from pipeline.regrid import is_global_longitude, regrid, regrid_dataset, target_grid
 
 GRID = {
     "resolution": 10.0,
@@ -74,6 +74,51 @@ def test_seam_cell_is_filled_from_both_sides() -> None:
     out = regrid(src, {**GRID, "lon": [-5, 355]})
     seam = out["v"].sel(lon=0.0).isel(time=0)
     np.testing.assert_allclose(seam.values, 2.0 * 2 / 10, rtol=1e-12)
+
+
+PACIFIC = np.arange(121.0, 280.0, 2.0)  # 2-degree cells from 120E to 80W
+
+
+@pytest.mark.parametrize("method", ["linear", "conservative"])
+@pytest.mark.parametrize("lon", [PACIFIC, PACIFIC - 360], ids=["0..360", "negative"])
+def test_regional_domain_is_nan_outside_and_never_wrapped(method: str, lon: np.ndarray) -> None:
+    """The Pacific on a -180..180 grid: values inside the domain, NaN across the gap."""
+    out = regrid(field(lon=lon), {**GRID, "method": method, "lon": [-180, 180]})["v"]
+    inside = (out["lon"] >= 125) | (out["lon"] <= -85)
+    assert out.where(inside, drop=True).notnull().all()
+    assert out.where(~inside & (out["lon"] > -75) & (out["lon"] < 115), drop=True).isnull().all()
+    # values come from the nearest source cells only: as on a 0..360 grid, where no seam is
+    east = regrid(field(lon=lon), {**GRID, "method": method})["v"]
+    wrapped = out.assign_coords(lon=out["lon"] % 360).sortby("lon")
+    np.testing.assert_allclose(wrapped.values, east.values, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["linear", "conservative"])
+def test_domain_stored_on_both_sides_of_zero_stays_one_piece(method: str) -> None:
+    """50W-90E stored as 0..90 then 310..360 (a 0..360 archive's subset) is not a global
+    field with a hole: it regrids as the one run -50..90, NaN over 90E-50W."""
+    run = field(lon=np.arange(-49.0, 90.0, 2.0))
+    split = run.assign_coords(lon=run["lon"] % 360).sortby("lon")
+    grid = {**GRID, "method": method}
+    a, b = regrid(split, grid)["v"], regrid(run, grid)["v"]
+    np.testing.assert_allclose(a.values, b.values, rtol=1e-12)
+    assert a.sel(lon=slice(100, 300)).isnull().all()
+    assert a.sel(lon=slice(0, 80)).notnull().all() and a.sel(lon=slice(320, 360)).notnull().all()
+
+
+@pytest.mark.parametrize("method", ["linear", "conservative"])
+def test_global_field_still_wraps_across_the_seam(method: str) -> None:
+    out = regrid(field(), {**GRID, "method": method, "lon": [-5, 355]})["v"]
+    assert out.notnull().all()  # the seam cells (0 and 350) are filled from both sides
+    east = regrid(field(), {**GRID, "method": method, "lon": [-180, 180]})["v"]
+    assert east.notnull().all()
+
+
+def test_global_longitude_means_n_times_spacing_is_360() -> None:
+    assert is_global_longitude(np.arange(0.0, 360.0, 2.0))
+    assert is_global_longitude(np.arange(-179.5, 180.0, 1.0)[::-1])
+    assert not is_global_longitude(PACIFIC)
+    assert not is_global_longitude(np.arange(0.0, 358.0, 2.0))  # one column short
 
 
 def test_conservative_weights_sum_to_cell_areas() -> None:

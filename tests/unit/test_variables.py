@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pipeline.variables import DataError, depth_mean, derive_variables
+from pipeline.variables import DataError, depth_mean, derive_variables, standardise_coords
 
 
 def godas_like() -> xr.Dataset:
@@ -81,3 +81,19 @@ def test_missing_variable_names_dataset_and_variable() -> None:
 def test_depth_mean_needs_a_depth_dimension() -> None:
     with pytest.raises(DataError, match="depth"):
         depth_mean(godas_like()["pottmp"].isel(level=0), 0, 300)
+
+
+def test_y_x_in_degrees_are_renamed_to_lat_lon() -> None:
+    ds = godas_like().rename(latitude="y", longitude="x")
+    ds["y"].attrs["units"], ds["x"].attrs["units"] = "degrees_north", "degree_E"
+    assert set(standardise_coords(ds)["pottmp"].dims) == {"time", "level", "lat", "lon"}
+
+
+def test_nemo_index_dims_y_x_are_not_taken_for_lat_lon() -> None:
+    """NEMO's y/x count grid rows and columns; the coordinates are the 2-D nav_lat/nav_lon."""
+    ds = godas_like().rename(latitude="y", longitude="x").drop_vars(["y", "x"])
+    lat2d, lon2d = np.meshgrid([-1.0, 0.0, 1.0], [0.0, 1.0, 2.0, 3.0], indexing="ij")
+    ds = ds.assign_coords(nav_lat=(("y", "x"), lat2d), nav_lon=(("y", "x"), lon2d))
+    out = standardise_coords(ds)
+    assert "lat" not in out.dims and "lon" not in out.dims
+    assert out["pottmp"].dims == ("time", "level", "y", "x")
