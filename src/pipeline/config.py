@@ -4,24 +4,39 @@ The JSON schema (config/schema.yaml) checks types and fills defaults; this modul
 the cross-field checks a schema cannot express (splits, datasets, variables), expands
 model sweeps into named variants, and hashes configs so runs can be traced and resumed.
 Every failure raises :class:`ConfigError` naming the offending key, before any job runs.
+Names become paths and Snakemake wildcards, so they are checked against :data:`SAFE_NAME`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import yaml
 
 from pipeline.models.specs import complete_spec
+from pipeline.sources.urls import SCHEMES, has_credentials, redact_url, scheme_error
+
+log = logging.getLogger(__name__)
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+#: Dataset, experiment, model and variant names: they become folder names and wildcards.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+#: MLflow tracking-store schemes (SQLAlchemy's ``dialect+driver`` counts as its dialect);
+#: no scheme means a local folder.
+TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "databricks")
 
 #: Variables each synthetic generator writes (the truth sidecar is not an input).
 GENERATOR_VARIABLES = {"enso": ("sst", "heat_content")}
@@ -69,7 +84,67 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, message: str):
         self.key = key
+        self.message = message
         super().__init__(f"config error at '{key}': {message}")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a repeated mapping key is an error, not a silent overwrite."""
+
+    def __init__(self, stream: Any, source: str):
+        super().__init__(stream)
+        self.source = source
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._check_duplicates(node, [])
+        return super().construct_document(node)
+
+    def _check_duplicates(self, node: yaml.Node, path: list[str]) -> None:
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_duplicates(item, [*path[:-1], f"{path[-1]}[{i}]"] if path else [])
+        elif isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                line = key_node.start_mark.line + 1
+                if key is not None and key != "<<" and key in seen:
+                    raise ConfigError(
+                        ".".join([*path, str(key)]),
+                        f"duplicate key in {self.source} line {line} (first at line "
+                        f"{seen[key]}); YAML keeps only the last one, so remove or rename one",
+                    )
+                if key is not None:
+                    seen[key] = line
+                self._check_duplicates(value_node, [*path, str(key)])
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file strictly: a duplicated key or a syntax error is a ConfigError that
+    names the file and the line (PyYAML alone keeps the last duplicate silently)."""
+    with open(path) as fh:
+        loader = _StrictLoader(fh, str(path))
+        try:
+            return loader.get_single_data()
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+            problem = " ".join(filter(None, [err.context, err.problem]))
+            message = f"YAML syntax error in {path}, {where}: {problem}"
+            raise ConfigError("<root>", message) from None
+        except yaml.YAMLError as err:
+            raise ConfigError("<root>", f"YAML error in {path}: {err}") from None
+        finally:
+            loader.dispose()
+
+
+def check_config_files(paths: Iterable[str | Path]) -> None:
+    """Re-read config files strictly (Snakemake's own loader keeps duplicated keys silently).
+
+    Call from the Snakefile with ``workflow.configfiles`` before resolving the config.
+    """
+    for path in paths:
+        load_yaml(path)
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -91,8 +166,12 @@ def _with_defaults(validator_class: type) -> type:
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def _dotted(path: Iterator[Any]) -> str:
-    return ".".join(str(p) for p in path) or "<root>"
+def _dotted(path: Iterable[Any]) -> str:
+    """``experiments.enso.seeds[0]`` from a jsonschema path (list indices in brackets)."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "<root>"
 
 
 def _schema_error(errors: list[jsonschema.ValidationError]) -> ConfigError:
@@ -135,6 +214,48 @@ def dataset_variables(name: str, dataset: Mapping[str, Any]) -> tuple[str, ...]:
     )
 
 
+def _check_name(key: str, name: str) -> None:
+    """Names become folders and Snakemake wildcards: refuse ``..``, ``/``, regex characters."""
+    if not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            key,
+            f"name {name!r} is not allowed: names become folder names, so they must match "
+            f"{SAFE_NAME.pattern} (letters, digits, '_', '.', '+', '-'; no '..')",
+        )
+
+
+def _check_results(results: str) -> None:
+    """The results folder must lie inside the working directory (cleanups delete it)."""
+    path = PurePosixPath(results)
+    if not results.strip() or path.is_absolute() or ".." in path.parts or path == PurePosixPath():
+        raise ConfigError(
+            "results",
+            f"{results!r} must be a relative folder inside the working directory, e.g. "
+            "'results' (not empty, not '.', not absolute, no '..')",
+        )
+
+
+def _check_tracking_uri(uri: str) -> None:
+    scheme = urlsplit(uri).scheme.lower().split("+")[0]
+    if scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES:
+        raise ConfigError(
+            "mlflow.tracking_uri",
+            f"unknown scheme '{scheme}' in '{redact_url(uri)}' (use one of "
+            f"{', '.join(TRACKING_SCHEMES)}, or a plain folder path)",
+        )
+
+
+def dataset_years(dataset: Mapping[str, Any]) -> tuple[int, int] | None:
+    """First and last year a dataset holds, when the config alone can tell (else None)."""
+    source = dataset["source"]
+    if source["kind"] == "synthetic":
+        first = source.get("start_year", 1871)
+        return first, first + source.get("years", 150) - 1
+    if source["kind"] == "http" and "{year}" in source["url"] and source.get("year_range"):
+        return tuple(source["year_range"])
+    return None
+
+
 def _check_splits(key: str, splits: Mapping[str, list[int]]) -> None:
     spans = []
     for part in ("train", "val", "test"):
@@ -148,15 +269,50 @@ def _check_splits(key: str, splits: Mapping[str, list[int]]) -> None:
 
 
 def _check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
+    _check_name("datasets", name)
     source = dataset["source"]
     if source["kind"] == "synthetic":
         years = source.get("years", 150)
         if years < 12:
             raise ConfigError(f"datasets.{name}.source.years", "needs at least 12 years")
+    if source["kind"] in SCHEMES:
+        problem = scheme_error(source["kind"], source["url"])
+        if problem:
+            raise ConfigError(f"datasets.{name}.source.url", problem)
+        if has_credentials(source["url"]):
+            log.warning(
+                "datasets.%s.source.url holds credentials; prefer ~/.netrc or source.auth_env/"
+                "token_env (docs/configuration.md), which keep them out of the config",
+                name,
+            )
     dataset_variables(name, dataset)
 
 
+def _check_sample_fits(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Each split must hold one sample window, inside the years the data cover."""
+    task = exp["task"]
+    needed = task["history"] + max(task["leads"])
+    for part in ("train", "val", "test"):
+        start, end = exp["splits"][part]
+        months = 12 * (end - start + 1)
+        if months < needed:
+            raise ConfigError(
+                f"{key}.splits.{part}",
+                f"{start}-{end} has {months} months, but one sample needs history + longest "
+                f"lead = {task['history']} + {max(task['leads'])} = {needed} months inside it",
+            )
+        for ds_name in experiment_datasets(exp):
+            years = dataset_years(config["datasets"][ds_name])
+            if years and not (years[0] <= start and end <= years[1]):
+                raise ConfigError(
+                    f"{key}.splits.{part}",
+                    f"years {start}-{end} lie outside dataset '{ds_name}', which covers "
+                    f"{years[0]}-{years[1]}",
+                )
+
+
 def _check_experiment(name: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    _check_name("experiments", name)
     key = f"experiments.{name}"
     provided: set[str] = set()
     for ds_name in experiment_datasets(exp):
@@ -184,7 +340,14 @@ def _check_experiment(name: str, exp: Mapping[str, Any], config: Mapping[str, An
             )
     if len(set(task["leads"])) != len(task["leads"]):
         raise ConfigError(f"{key}.task.leads", "contains duplicates")
+    for i, lead in enumerate(exp["importance"].get("leads", [])):
+        if lead not in task["leads"]:
+            raise ConfigError(
+                f"{key}.importance.leads[{i}]",
+                f"lead {lead} is not one of the task's leads {task['leads']}",
+            )
     _check_splits(f"{key}.splits", exp["splits"])
+    _check_sample_fits(key, exp, config)
     grid = exp["grid"]
     for axis in ("lat", "lon"):
         lo, hi = grid[axis]
@@ -200,6 +363,8 @@ def _check_experiment(name: str, exp: Mapping[str, Any], config: Mapping[str, An
             )
     if grid["lon"][1] - grid["lon"][0] > 360:
         raise ConfigError(f"{key}.grid.lon", "spans more than 360 degrees")
+    for model in exp["models"]:
+        _check_name(f"{key}.models", model)
     for model in exp.get("sweep", {}):
         if model not in exp["models"]:
             raise ConfigError(f"{key}.sweep.{model}", "sweeps a model that is not in 'models'")
@@ -235,6 +400,41 @@ def variant_name(model: str, overrides: Mapping[str, Any]) -> str:
     return "-".join([model, *parts])
 
 
+@functools.cache
+def _training_validator() -> jsonschema.protocols.Validator:
+    """Validator of one experiment's ``training`` section (applied to each sweep variant)."""
+    schema = load_schema()
+    training = schema["$defs"]["experiment"]["properties"]["training"]
+    return jsonschema.validators.validator_for(schema)(training)
+
+
+def _variant(
+    spec: Mapping[str, Any],
+    training: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    positions: Mapping[str, int],
+    key: str,
+) -> dict[str, Any]:
+    """One variant's model and training options, checked by the same rules as the base;
+    a bad sweep value is reported as ``{key}.{option}[{position in the sweep list}]``."""
+    model_spec, train = dict(spec), dict(training)
+    for k, v in overrides.items():
+        (train if k in TRAINING_KEYS else model_spec)[k] = v
+    errors = list(_training_validator().iter_errors(train))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors)
+        option = error.absolute_path[0] if error.absolute_path else ""
+        raise ConfigError(f"{key}.{option}[{positions[option]}]", error.message)
+    try:
+        model_spec = complete_spec(model_spec, key)
+    except ConfigError as err:
+        option = err.key.removeprefix(f"{key}.")
+        if option not in positions:
+            raise
+        raise ConfigError(f"{err.key}[{positions[option]}]", err.message) from None
+    return {"model": model_spec, "training": train}
+
+
 def expand_variants(
     exp: Mapping[str, Any], exp_name: str = "<experiment>"
 ) -> dict[str, dict[str, Any]]:
@@ -242,28 +442,25 @@ def expand_variants(
 
     A variant is ``{"base": model, "model": {...full arch spec...}, "training": {...}}``;
     sweep keys that name training options (lr, batch_size, ...) go to ``training``, the
-    rest to ``model``. Model specs get their defaults, so hashes cover every option.
+    rest to ``model``. Model specs get their defaults, so hashes cover every option. Each
+    variant is checked like the base (a sweep value ``lr: [-1]`` fails as
+    ``experiments.E.sweep.M.lr[0]``), and its name must be a safe name.
     """
     variants: dict[str, dict[str, Any]] = {}
     for model, spec in exp["models"].items():
+        complete_spec(dict(spec), f"experiments.{exp_name}.models.{model}")
         sweep = exp.get("sweep", {}).get(model, {})
+        key = f"experiments.{exp_name}.sweep.{model}"
         keys = sorted(sweep)
-        for values in itertools.product(*(sweep[k] for k in keys)):
-            overrides = dict(zip(keys, values, strict=True))
-            model_spec = dict(spec)
-            training = dict(exp["training"])
-            for k, v in overrides.items():
-                (training if k in TRAINING_KEYS else model_spec)[k] = v
+        for positions in itertools.product(*(range(len(sweep[k])) for k in keys)):
+            at = dict(zip(keys, positions, strict=True))
+            overrides = {k: sweep[k][i] for k, i in at.items()}
+            variant = _variant(spec, exp["training"], overrides, at, key)
             name = variant_name(model, overrides)
-            key = (
-                f"experiments.{exp_name}.sweep.{model}"
-                if overrides
-                else (f"experiments.{exp_name}.models.{model}")
-            )
-            model_spec = complete_spec(model_spec, key)
+            _check_name(key, name)
             if name in variants:
-                raise ConfigError(f"experiments.sweep.{model}", f"variant name '{name}' repeats")
-            variants[name] = {"base": model, "model": model_spec, "training": training}
+                raise ConfigError(key, f"variant name '{name}' repeats")
+            variants[name] = {"base": model, **variant}
     return variants
 
 
@@ -275,6 +472,8 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """
     resolved = copy.deepcopy(dict(config))
     validate_schema(resolved)
+    _check_results(resolved["results"])
+    _check_tracking_uri(resolved["mlflow"]["tracking_uri"])
     for name, dataset in resolved["datasets"].items():
         _check_dataset(name, dataset)
     for name, exp in resolved["experiments"].items():
@@ -285,9 +484,10 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config (optionally merged with ``overrides``) and resolve it."""
-    with open(path) as fh:
-        raw = yaml.safe_load(fh) or {}
+    """Read a YAML config strictly (optionally merged with ``overrides``) and resolve it."""
+    raw = load_yaml(path) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError("<root>", f"{path} must hold a mapping of keys, not {type(raw).__name__}")
     if overrides:
         raw.update(overrides)
     return resolve_config(raw)

@@ -13,9 +13,11 @@ HEADER = """# Configuration reference
 
 Generated from `config/schema.yaml` by `python -m pipeline config-doc > config/README.md`
 (a test fails when this file is out of date). `<name>` stands for a key you choose.
-Defaults are filled in by Snakemake's `validate`; cross-field rules (non-overlapping
-splits, known datasets, variables a dataset provides, positive leads, whole grid cells)
-are checked by `pipeline.config.resolve_config`. Every error names the key.
+Defaults are filled in by Snakemake's `validate`; cross-field rules (safe names, a
+results folder inside the working directory, URL schemes, non-overlapping splits that fit
+a sample and lie inside the data, known datasets, variables a dataset provides, positive
+leads, whole grid cells, sweep values) are checked by `pipeline.config.resolve_config`.
+Every error names the key; see docs/configuration.md for naming rules and credentials.
 
 | key | type | default | description |
 |---|---|---|---|

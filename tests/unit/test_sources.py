@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import http.server
+import re
 import shutil
 import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import xarray as xr
 
 from pipeline.io import sha256_file
-from pipeline.sources import DownloadError, fetch, read_manifest
+from pipeline.logs import configure
+from pipeline.sources import DownloadError, dataset_params, fetch, read_manifest
 from pipeline.sources.http import download, expand_urls
+from pipeline.sources.urls import redact_text, redact_url
+from tests.conftest import _Handler
 
 
 @pytest.fixture
@@ -136,3 +146,169 @@ def test_synthetic_source_is_reproducible(tmp_path: Path) -> None:
     b = fetch("s", spec, tmp_path / "b")
     assert [f["sha256"] for f in a["files"]] == [f["sha256"] for f in b["files"]]
     assert {f["role"] for f in a["files"]} == {"data", "truth"}
+
+
+USER, TOKEN, QUERY_TOKEN = "alice", "s3cr3t-t0ken", "q-t0ken-42"
+
+
+class _AuthHandler(_Handler):
+    """Serves files only to ``alice:s3cr3t-t0ken`` (basic or bearer auth). Files also need
+    ``?token=``; the Zarr store does not, as Zarr appends its keys to the store URL."""
+
+    def do_GET(self) -> None:
+        basic = "Basic " + base64.b64encode(f"{USER}:{TOKEN}".encode()).decode()
+        url = urlsplit(self.path)
+        query_ok = url.path.startswith("/store.zarr/") or (
+            parse_qs(url.query).get("token") == [QUERY_TOKEN]
+        )
+        if self.headers.get("Authorization") not in (basic, f"Bearer {TOKEN}") or not query_ok:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="archive"')
+            self.end_headers()
+            return
+        self.path = url.path
+        super().do_GET()
+
+
+@pytest.fixture
+def auth_server(tmp_path: Path, tiny_enso: dict) -> Iterator[str]:
+    """A server that requires credentials; yields its host:port. It serves
+    ``sst.mnmean.nc`` and the Zarr store ``store.zarr``."""
+    root = tmp_path / "protected"
+    root.mkdir()
+    shutil.copy(tiny_enso["data"], root / "sst.mnmean.nc")
+    xr.open_dataset(tiny_enso["data"]).to_zarr(
+        root / "store.zarr", consolidated=True, zarr_format=2
+    )
+    handler = functools.partial(_AuthHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _assert_no_secret(out: Path, *texts: str) -> None:
+    for path in [p for p in out.rglob("*") if p.is_file()]:
+        data = path.read_bytes()
+        assert TOKEN.encode() not in data and QUERY_TOKEN.encode() not in data, path
+    for text in texts:
+        assert TOKEN not in text and QUERY_TOKEN not in text, text
+
+
+def test_credentials_in_the_url_never_reach_files_or_logs(
+    auth_server: str, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    url = f"http://{USER}:{TOKEN}@{auth_server}/sst.mnmean.nc?token={QUERY_TOKEN}"
+    dataset = {"source": {"kind": "http", "url": url, "retries": 0}, "variables": {"sst": None}}
+    out = tmp_path / "raw" / "ersst"
+    log_file = out / "download.log"
+    configure(log_file)  # as the download job does: the terminal and the rule's log file
+    manifest = fetch("ersst", dataset, out)
+    assert xr.open_dataset(manifest["files"][0]["path"])["sst"].sizes["time"] == 240
+    shown = manifest["source"]["url"]
+    assert shown == f"http://***@{auth_server}/sst.mnmean.nc?token=***"
+    assert dataset_params(dataset)["source"]["url"] == shown
+    assert dataset["source"]["url"] == url  # the job still has the real URL
+    assert shown in log_file.read_text()  # the download is logged, redacted
+    captured = capfd.readouterr()
+    _assert_no_secret(out, captured.out, captured.err)
+
+
+def test_wrong_credentials_fail_without_showing_them(
+    auth_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture
+) -> None:
+    url = f"http://{USER}:wrong-{TOKEN}@{auth_server}/sst.mnmean.nc?token={QUERY_TOKEN}"
+    out = tmp_path / "raw"
+    with pytest.raises(DownloadError) as info:
+        fetch("ersst", {"source": {"kind": "http", "url": url, "retries": 0}}, out)
+    assert "401" in str(info.value) and "token=***" in str(info.value)
+    captured = capfd.readouterr()
+    _assert_no_secret(out, str(info.value), caplog.text, captured.out, captured.err)
+
+
+@pytest.mark.parametrize("how", ["auth_env", "token_env", "netrc"])
+def test_credentials_from_the_environment(
+    auth_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    source = {"kind": "http", "url": f"http://{auth_server}/sst.mnmean.nc?token={QUERY_TOKEN}"}
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # never the developer's ~/.netrc
+    if how == "auth_env":
+        monkeypatch.setenv("ARCHIVE_USER", USER)
+        monkeypatch.setenv("ARCHIVE_TOKEN", TOKEN)
+        source["auth_env"] = {"username": "ARCHIVE_USER", "password": "ARCHIVE_TOKEN"}
+    elif how == "token_env":
+        monkeypatch.setenv("ARCHIVE_TOKEN", TOKEN)
+        source["token_env"] = "ARCHIVE_TOKEN"
+    else:
+        netrc = tmp_path / "netrc"
+        netrc.write_text(f"machine 127.0.0.1 login {USER} password {TOKEN}\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+    manifest = fetch("ersst", {"source": {**source, "retries": 0}}, tmp_path / "raw")
+    assert Path(manifest["files"][0]["path"]).name == "sst.mnmean.nc"
+    _assert_no_secret(tmp_path / "raw")
+
+
+@pytest.mark.parametrize("how", ["auth_env", "token_env"])
+def test_zarr_store_credentials_from_the_environment(
+    auth_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    monkeypatch.setenv("ARCHIVE_USER", USER)
+    monkeypatch.setenv("ARCHIVE_TOKEN", TOKEN)
+    auth = (
+        {"auth_env": {"username": "ARCHIVE_USER", "password": "ARCHIVE_TOKEN"}}
+        if how == "auth_env"
+        else {"token_env": "ARCHIVE_TOKEN"}
+    )
+    source = {"kind": "zarr", "url": f"http://{auth_server}/store.zarr", **auth}
+    source["select"] = {"variables": ["sst"], "time": ["1995-01-01", "1995-12-31"]}
+    manifest = fetch("wb2", {"source": source}, tmp_path / "raw")
+    assert xr.open_zarr(manifest["files"][0]["path"]).sizes["time"] == 12
+    _assert_no_secret(tmp_path / "raw")
+
+
+def test_missing_credential_variable_names_it(
+    auth_server: str, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("ARCHIVE_TOKEN", raising=False)
+    source = {"kind": "http", "url": f"http://{auth_server}/a.nc", "token_env": "ARCHIVE_TOKEN"}
+    with pytest.raises(DownloadError, match=r"datasets\.ersst\.source\.token_env.*'ARCHIVE_TOKEN'"):
+        fetch("ersst", {"source": source}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "advice"),
+    [
+        ("http", "file:///etc/passwd", "only http, https URLs.*scheme 'file'.*kind: local"),
+        ("http", "ftp://host/sst.nc", "scheme 'ftp'"),
+        ("zarr", "file:///data/era5.zarr", "only http, https, s3, gs URLs.*kind: local"),
+        ("zarr", "/data/era5.zarr", "has no scheme.*kind: local"),
+    ],
+)
+def test_refused_scheme_says_why(tmp_path: Path, kind: str, url: str, advice: str) -> None:
+    with pytest.raises(DownloadError) as info:
+        fetch("ds", {"source": {"kind": kind, "url": url, "retries": 0}}, tmp_path / "raw")
+    message = str(info.value)
+    assert message.startswith("datasets.ds.source.url:"), message
+    assert re.search(advice, message) and "checksum" not in message, message
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://u:p@h.org/a.nc", "https://***@h.org/a.nc"),
+        ("https://tok@h.org:8443/a.nc?x=1", "https://***@h.org:8443/a.nc?x=1"),
+        (
+            "https://h.org/a?api_key=1&year=2&Signature=3&X-Amz-Credential=4&access_token=5",
+            "https://h.org/a?api_key=***&year=2&Signature=***&X-Amz-Credential=***&access_token=***",
+        ),
+        ("https://h.org/pottmp.{year}.nc?apikey=k", "https://h.org/pottmp.{year}.nc?apikey=***"),
+        ("s3://bucket/store.zarr", "s3://bucket/store.zarr"),
+    ],
+    ids=["user-password", "user", "query", "placeholder", "nothing"],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact_text(f"404 for url: {url} (retried)") == f"404 for url: {shown} (retried)"

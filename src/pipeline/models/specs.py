@@ -63,6 +63,8 @@ def complete_spec(spec: dict[str, Any], key: str) -> dict[str, Any]:
     from pipeline.config import ConfigError
 
     arch = spec["arch"]
+    if arch not in ARCH_OPTIONS:  # the schema checks models; a sweep may still set arch
+        raise ConfigError(f"{key}.arch", f"'{arch}' is not one of {sorted(ARCH_OPTIONS)}")
     allowed = ARCH_OPTIONS[arch]
     unknown = sorted(set(spec) - set(allowed) - {"arch"})
     if unknown:

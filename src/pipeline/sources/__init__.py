@@ -1,7 +1,8 @@
 """The download stage: fetch a dataset into ``results/data/raw/{dataset}/``.
 
 Every source kind ends in a ``manifest.json`` listing the files with their sha256, so
-later stages (and MLflow provenance) know exactly which bytes a result came from.
+later stages (and MLflow provenance) know exactly which bytes a result came from. The
+manifest records the source with its URL redacted: credentials never reach a file.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import sha256_file, sha256_tree, write_json
-from pipeline.sources.http import DownloadError, download, expand_urls
+from pipeline.sources.http import download, expand_urls
 from pipeline.sources.remote_zarr import fetch_zarr
 from pipeline.sources.synthetic import write_enso
+from pipeline.sources.urls import DownloadError, auth_headers, dataset_params, public_source
 
-__all__ = ["DownloadError", "fetch", "read_manifest"]
+__all__ = ["DownloadError", "dataset_params", "fetch", "read_manifest"]
 
 MANIFEST = "manifest.json"
 
@@ -39,6 +41,7 @@ def _synthetic(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict
 
 
 def _http(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+    headers = auth_headers(source, name)
     return [
         _entry(
             download(
@@ -48,6 +51,7 @@ def _http(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str,
                 sha256=source.get("sha256"),
                 retries=source.get("retries", 3),
                 timeout=source.get("timeout", 60),
+                headers=headers,
             )
         )
         for url in expand_urls(source["url"], source.get("year_range"))
@@ -56,7 +60,8 @@ def _http(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str,
 
 def _zarr(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     target = out_dir / f"{name}.zarr"
-    return [_entry(fetch_zarr(source["url"], target, name, source.get("select", {})))]
+    headers = auth_headers(source, name)
+    return [_entry(fetch_zarr(source["url"], target, name, source.get("select", {}), headers))]
 
 
 def _local(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
@@ -79,7 +84,8 @@ def fetch(name: str, dataset: Mapping[str, Any], out_dir: str | Path) -> dict[st
     out_dir.mkdir(parents=True, exist_ok=True)
     source = dataset["source"]
     files = FETCHERS[source["kind"]](name, source, out_dir)
-    manifest = {"dataset": name, "kind": source["kind"], "source": dict(source), "files": files}
+    kind = source["kind"]
+    manifest = {"dataset": name, "kind": kind, "source": public_source(source), "files": files}
     write_json(manifest, out_dir / MANIFEST)
     return manifest
 

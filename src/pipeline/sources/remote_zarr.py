@@ -9,7 +9,8 @@ from typing import Any
 import xarray as xr
 
 from pipeline.io import write_zarr
-from pipeline.sources.http import DownloadError, mirror_advice
+from pipeline.sources.http import mirror_advice
+from pipeline.sources.urls import DownloadError, check_scheme, redact_text, redact_url
 
 
 def subset(ds: xr.Dataset, select: Mapping[str, Any]) -> xr.Dataset:
@@ -28,15 +29,28 @@ def subset(ds: xr.Dataset, select: Mapping[str, Any]) -> xr.Dataset:
     return ds
 
 
-def fetch_zarr(url: str, target: str | Path, dataset: str, select: Mapping[str, Any]) -> Path:
-    """Open ``url`` lazily, subset it, and write only the subset to ``target``."""
+def fetch_zarr(
+    url: str,
+    target: str | Path,
+    dataset: str,
+    select: Mapping[str, Any],
+    headers: dict[str, str] | None = None,
+) -> Path:
+    """Open ``url`` lazily, subset it, and write only the subset to ``target``.
+
+    Only remote stores (http, https, s3, gs): a local store is a ``kind: local`` source.
+    ``headers`` (credentials for an http store) go with every request; s3 and gs stores
+    use their own credential chains (environment, ~/.aws, gcloud).
+    """
+    check_scheme("zarr", url, dataset)
+    options = {"storage_options": {"headers": headers}} if headers else {}
     try:
-        remote = xr.open_zarr(url, chunks={})
+        remote = xr.open_zarr(url, chunks={}, **options)
     except Exception as err:
         raise DownloadError(
-            f"could not open remote Zarr '{url}': {type(err).__name__}: {err}. "
-            + mirror_advice(dataset)
-        ) from err
+            f"could not open remote Zarr '{redact_url(url)}': {type(err).__name__}: "
+            f"{redact_text(str(err))}. " + mirror_advice(dataset)
+        ) from None
     local = subset(remote, select)
     for var in local.variables.values():
         var.encoding.clear()
