@@ -10,10 +10,13 @@ from pipeline.logs import configure
 
 def _check(args: argparse.Namespace) -> int:
     from pipeline.config import ConfigError, load_config
+    from pipeline.datacheck import check_local_datasets
+    from pipeline.variables import DataError
 
     try:
         cfg = load_config(args.config)
-    except ConfigError as err:
+        check_local_datasets(cfg)
+    except (ConfigError, DataError) as err:
         print(err, file=sys.stderr)
         return 2
     for name, exp in cfg["experiments"].items():

@@ -40,5 +40,5 @@ def configure(log_file: str | Path | None = None, level: int = logging.INFO) -> 
     )
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
-    # which code this job runs: a clone sharing a venv must run its own checkout
-    log.info("pipeline code: %s", Path(pipeline.__file__).parent)
+    if log_file:  # a job: which code it runs (a clone sharing a venv runs its own checkout)
+        log.info("pipeline code: %s", Path(pipeline.__file__).parent)

@@ -1,3 +1,6 @@
+from pipeline.sources.urls import dataset_params
+
+
 rule download:
     output:
         manifest=f"{RESULTS}/data/raw/{{dataset}}/manifest.json",
@@ -7,6 +10,7 @@ rule download:
     conda:
         PIPELINE_ENV
     params:
-        dataset=lambda w: CFG["datasets"][w.dataset],
+        # redacted: params land in .snakemake/metadata and on the screen
+        dataset=lambda w: dataset_params(CFG["datasets"][w.dataset]),
     script:
         "../scripts/download.py"
