@@ -14,9 +14,7 @@ naming the file and the variable, saying what is wrong and what to do.
 from __future__ import annotations
 
 import contextlib
-import glob
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import dask.array
@@ -25,6 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.config import ConfigError, experiment_datasets
+from pipeline.sources import NoMatchError, local_paths
 from pipeline.variables import DataError, standardise_coords
 
 SUPPORTED = (
@@ -290,16 +289,13 @@ def check_local_datasets(config: Mapping[str, Any]) -> None:
         ]
         if dataset["source"]["kind"] != "local" or not users:
             continue
-        pattern = str(Path(dataset["source"]["path"]).expanduser())
-        paths = sorted(str(Path(p).resolve()) for p in glob.glob(pattern))
-        if not paths:
-            raise ConfigError(
-                f"datasets.{name}.source.path",
-                f"no file matches '{pattern}' (relative paths are resolved from {Path.cwd()})",
-            )
+        try:
+            paths = local_paths(name, dataset["source"])
+        except NoMatchError as err:
+            raise ConfigError(err.key, err.detail) from err
         with contextlib.ExitStack() as stack:
             files = {}
-            for path in paths:
+            for path in map(str, paths):
                 files[path] = open_file(path)
                 stack.callback(files[path].close)
             timelines = check_files(files, dataset.get("variables"), name)

@@ -19,7 +19,14 @@ from pipeline.sources.remote_zarr import fetch_zarr
 from pipeline.sources.synthetic import write_enso
 from pipeline.sources.urls import DownloadError, auth_headers, dataset_params, public_source
 
-__all__ = ["DownloadError", "dataset_params", "fetch", "read_manifest"]
+__all__ = [
+    "DownloadError",
+    "NoMatchError",
+    "dataset_params",
+    "fetch",
+    "local_paths",
+    "read_manifest",
+]
 
 MANIFEST = "manifest.json"
 
@@ -64,15 +71,31 @@ def _zarr(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str,
     return [_entry(fetch_zarr(source["url"], target, name, source.get("select", {}), headers))]
 
 
-def _local(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+class NoMatchError(DownloadError):
+    """A local source's ``path`` matches no file. ``key`` and ``detail`` let the pre-flight
+    check (pipeline.datacheck) say the same as a ConfigError naming the key."""
+
+    def __init__(self, key: str, detail: str):
+        super().__init__(f"{key}: {detail}")
+        self.key, self.detail = key, detail
+
+
+def local_paths(name: str, source: Mapping[str, Any]) -> list[Path]:
+    """The files of local source ``name``: its ``path`` glob (``~`` expanded, relative to
+    the working directory), resolved and sorted, so the pre-flight check and the download
+    stage see the same files in the same order."""
     pattern = str(Path(source["path"]).expanduser())
     paths = sorted(Path(p).resolve() for p in glob.glob(pattern))
     if not paths:
-        raise DownloadError(
-            f"datasets.{name}.source.path: no file matches '{pattern}' "
-            f"(relative paths are resolved from {Path.cwd()})"
+        raise NoMatchError(
+            f"datasets.{name}.source.path",
+            f"no file matches '{pattern}' (relative paths are resolved from {Path.cwd()})",
         )
-    return [_entry(p) for p in paths]
+    return paths
+
+
+def _local(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+    return [_entry(p) for p in local_paths(name, source)]
 
 
 FETCHERS = {"synthetic": _synthetic, "http": _http, "zarr": _zarr, "local": _local}
