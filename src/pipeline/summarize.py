@@ -15,7 +15,14 @@ import xarray as xr
 from pipeline import plots
 from pipeline.io import write_text
 from pipeline.runs import OFFLINE_RUN_ID
-from pipeline.tracking import TAG_PREFIX, RunLogger, git_state
+from pipeline.tracking import (
+    SUMMARY_TAG,
+    TAG_PREFIX,
+    RunLogger,
+    git_state,
+    lead_suffix,
+    log_baselines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +89,70 @@ def summary_table(long: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+FORECAST_BASELINES = ("persistence", "climatology", "linear")  # the oracle is a ceiling
+LOWER_IS_BETTER = {"rmse", "mae"}
+
+
 def best_per_lead(table: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
-    """The best model per lead (by mean over seeds) beside the oracle."""
-    acc = table[table["metric"] == metric]
-    models = acc[acc["is_model"]]
-    best = models.loc[models.groupby("lead")["mean"].idxmax(), ["lead", "forecast", "mean"]]
-    oracle = acc[acc["forecast"] == "oracle"][["lead", "mean"]].rename(columns={"mean": "oracle"})
-    return best.rename(columns={"forecast": "best_model", "mean": metric}).merge(oracle, how="left")
+    """Per lead, the best forecast overall (networks and baselines alike), the best network
+    and the best baseline with the network's margin over it (positive: the network is
+    better), and the oracle's score beside them: a skill ceiling, never "best".
+
+    Columns: lead, best_forecast, best_{metric}, best_network, network_{metric},
+    best_baseline, baseline_{metric}, network_minus_baseline, oracle_{metric}.
+    """
+    scores = table[(table["metric"] == metric) & table["mean"].notna()]
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+
+    def best(part: pd.DataFrame, name: str, score: str) -> pd.DataFrame:
+        rows = part.loc[(sign * part["mean"]).groupby(part["lead"]).idxmax()]
+        return rows.set_index("lead")[["forecast", "mean"]].set_axis([name, score], axis=1)
+
+    is_network = scores["is_model"]
+    is_baseline = scores["forecast"].isin(FORECAST_BASELINES)
+    overall = best(scores[is_network | is_baseline], "best_forecast", f"best_{metric}")
+    networks = best(scores[is_network], "best_network", f"network_{metric}")
+    baselines = best(scores[is_baseline], "best_baseline", f"baseline_{metric}")
+    oracle = scores[scores["forecast"] == "oracle"].set_index("lead")["mean"]
+    out = overall.join([networks, baselines], how="outer")
+    out["network_minus_baseline"] = sign * (out[f"network_{metric}"] - out[f"baseline_{metric}"])
+    out = out.join(oracle.rename(f"oracle_{metric}"), how="left")
+    return out.reset_index()[
+        [
+            "lead",
+            "best_forecast",
+            f"best_{metric}",
+            "best_network",
+            f"network_{metric}",
+            "best_baseline",
+            f"baseline_{metric}",
+            "network_minus_baseline",
+            f"oracle_{metric}",
+        ]
+    ]
+
+
+def verdicts(best: pd.DataFrame, metric: str = "acc") -> list[str]:
+    """One plain sentence per lead from ``best_per_lead``: the summary log and figure say it."""
+    name = metric.upper()
+    lines = []
+    for row in best.to_dict("records"):
+        margin = row["network_minus_baseline"]
+        if not np.isfinite(margin):
+            comparison = "no network/baseline comparison"
+        else:
+            side = "better than" if margin > 0 else "worse than" if margin < 0 else "equal to"
+            comparison = (
+                f"best network {row['best_network']} {row[f'network_{metric}']:.3f} is "
+                f"{abs(margin):.3f} {side} best baseline {row['best_baseline']} "
+                f"{row[f'baseline_{metric}']:.3f}"
+            )
+        lines.append(
+            f"lead {row['lead']:>2}: best forecast {row['best_forecast']} "
+            f"({name} {row[f'best_{metric}']:.3f}); {comparison}; "
+            f"oracle ceiling {row[f'oracle_{metric}']:.3f}"
+        )
+    return lines
 
 
 def collect_importance(run_dirs: Sequence[Path]) -> pd.DataFrame:
@@ -100,18 +164,18 @@ def collect_importance(run_dirs: Sequence[Path]) -> pd.DataFrame:
 
 
 def example_map_data(prepared: xr.Dataset, run_dirs: Sequence[Path]) -> dict:
-    """An input anomaly map at a strong test-period event, and a U-Net forecast of it."""
+    """The input anomaly maps at the strongest test-period event and, from the first run
+    that predicts maps, its forecast near lead 6 beside the observed anomaly (for
+    ``plots.map_panels``)."""
     test = np.flatnonzero(prepared["split"].values == "test")
     event = int(test[np.argmax(np.abs(prepared["index_init"].values[test]))])
     sample = prepared.isel(sample=event)
-    panels = {
-        f"input: {c} (normalised anomaly)": sample["x"]
-        .isel(history=-1)
-        .sel(channel=c)
-        .where(sample["mask"].sel(channel=c))
+    inputs = {
+        str(c): sample["x"].isel(history=-1).sel(channel=c).where(sample["mask"].sel(channel=c))
         for c in prepared["channel"].values
     }
     time = sample["time"].values
+    data: dict = {"time": str(np.datetime_as_string(time, unit="M")), "inputs": inputs}
     for run_dir in run_dirs:
         predictions = run_dir / "predictions.nc"
         if not predictions.exists():
@@ -121,12 +185,17 @@ def example_map_data(prepared: xr.Dataset, run_dirs: Sequence[Path]) -> dict:
                 continue
             lead = int(min(ds["lead"].values, key=lambda lead: abs(int(lead) - 6)))
             at = ds.sel(time=time, lead=lead).load()
-        variant, _ = run_identity(run_dir)
-        predicted = at["prediction_map"].where(at["observed_map"].notnull())  # no land
-        panels[f"{variant}: predicted anomaly, lead {lead} (degC)"] = predicted
-        panels[f"observed anomaly at lead {lead} (degC)"] = at["observed_map"]
+            units = ds.attrs.get("units", "degC")
+        variant, seed = run_identity(run_dir)
+        data["forecast"] = {
+            "model": f"{variant} seed {seed}",
+            "lead": lead,
+            "predicted": at["prediction_map"].where(at["observed_map"].notnull()),  # no land
+            "observed": at["observed_map"],
+            "units": f"anomaly ({units})",
+        }
         break
-    return {"time": str(np.datetime_as_string(time, unit="M")), "panels": panels}
+    return data
 
 
 def summarize_job(
@@ -149,33 +218,49 @@ def summarize_job(
     write_text(table.to_csv(index=False, float_format="%.6g"), out_dir / "summary.csv")
     best = best_per_lead(table)
     write_text(best.to_csv(index=False, float_format="%.4f"), out_dir / "best_per_lead.csv")
+    lines = verdicts(best)
     importance = collect_importance(run_dirs)
     prepared = open_prepared(prepared_path)
     figures = [
-        plots.summary_skill(table, out_dir / "skill_vs_lead.png", experiment),
-        plots.importance_heatmap(importance, out_dir / "importance_heatmap.png"),
-        plots.map_panels(example_map_data(prepared, run_dirs), out_dir / "example_maps.png"),
+        plots.summary_skill(table, out_dir / "skill_vs_lead.png", experiment, lines),
+        plots.importance_heatmap(importance, out_dir / "importance_heatmap.png", experiment),
+        plots.map_panels(
+            example_map_data(prepared, run_dirs), out_dir / "example_maps.png", experiment
+        ),
     ]
-    log.info("best model per lead:\n%s", best.to_string(index=False))
+    log.info("best forecast per lead (the oracle is a skill ceiling):\n%s", "\n".join(lines))
 
+    exp_id = experiment_id(experiment_ids, experiment)
     tracker = RunLogger(
-        tracking_uri, experiment_id(experiment_ids, experiment), system_metrics=False
+        tracking_uri, exp_id, job="summarize", state_dir=out_dir, system_metrics=False
     )
-    git = git_state()
-    tracker.start(
-        run_name=f"{experiment}-summary",
-        tags={
-            f"{TAG_PREFIX}experiment": experiment,
-            f"{TAG_PREFIX}role": "summary",
-            "mlflow.source.git.commit": git["commit"],
-            f"{TAG_PREFIX}git_dirty": git["dirty"],
-        },
-    )
-    for path in (out_dir / "summary.csv", out_dir / "best_per_lead.csv", *figures):
-        tracker.artifact(path)
-    tracker.metrics({f"best_acc_lead{row.lead}": row.acc for row in best.itertuples()})
-    children = [(d / "mlflow_run_id").read_text().strip() for d in run_dirs]
-    tracker.link_children([c for c in children if c != OFFLINE_RUN_ID])
-    tracker.end()
-    write_text(f"{tracker.run_id or OFFLINE_RUN_ID}\n", out_dir / "mlflow_run_id")
+    with tracker:  # a rerun after a kill resumes this summary run (see tracking.read_state)
+        git = git_state()
+        tracker.open(
+            run_name=f"{experiment}-summary",
+            tags={
+                f"{TAG_PREFIX}experiment": experiment,
+                f"{TAG_PREFIX}role": "summary",
+                "mlflow.source.git.commit": git["commit"],
+                f"{TAG_PREFIX}git_dirty": git["dirty"],
+            },
+            key=experiment,
+        )
+        for path in (out_dir / "summary.csv", out_dir / "best_per_lead.csv", *figures):
+            tracker.artifact(path)
+        tracker.metrics(  # the best network's ACC per lead (the baselines have their runs)
+            {
+                f"best_acc_{lead_suffix(r['lead'], best['lead'])}": r["network_acc"]
+                for r in best.to_dict("records")
+            }
+        )
+        write_text(f"{tracker.run_id or OFFLINE_RUN_ID}\n", out_dir / "mlflow_run_id")
+    if tracker.run_id and tracker.enabled:  # after the summary run: one active run at a time
+        runs = [(d / "mlflow_run_id").read_text().strip() for d in run_dirs]
+        metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
+        runs += log_baselines(
+            tracking_uri, exp_id, experiment, metrics, prepared.attrs["data_sha256"]
+        )
+        # a tag, not mlflow.parentRunId: the UI would fold every run under the summary
+        tracker.tag_runs([r for r in runs if r != OFFLINE_RUN_ID], {SUMMARY_TAG: tracker.run_id})
     return table

@@ -10,6 +10,7 @@ rule evaluate:
         metrics=f"{RUN}/metrics.json",
         predictions=f"{RUN}/predictions.nc",
         skill=f"{RUN}/plots/skill_vs_lead.png",
+        skill_pdf=f"{RUN}/plots/skill_vs_lead.pdf",
     log:
         f"{RESULTS}/logs/evaluate/{{experiment}}/{{model}}-seed{{seed}}.log",
     conda:
@@ -33,6 +34,7 @@ rule importance:
     output:
         table=f"{RUN}/importance.csv",
         plot=f"{RUN}/plots/importance.png",
+        plot_pdf=f"{RUN}/plots/importance.pdf",
     log:
         f"{RESULTS}/logs/importance/{{experiment}}/{{model}}-seed{{seed}}.log",
     conda:

@@ -25,7 +25,14 @@ rule summarize:
             caption="../report/example_maps.rst",
             category="Interpretation",
         ),
-        best=f"{RESULTS}/{{experiment}}/summary/best_per_lead.csv",
+        best=report(
+            f"{RESULTS}/{{experiment}}/summary/best_per_lead.csv",
+            caption="../report/best_per_lead.rst",
+            category="Summary",
+        ),
+        skill_pdf=f"{RESULTS}/{{experiment}}/summary/skill_vs_lead.pdf",
+        heatmap_pdf=f"{RESULTS}/{{experiment}}/summary/importance_heatmap.pdf",
+        maps_pdf=f"{RESULTS}/{{experiment}}/summary/example_maps.pdf",
         run_id=f"{RESULTS}/{{experiment}}/summary/mlflow_run_id",
     log:
         f"{RESULTS}/logs/summarize/{{experiment}}.log",
