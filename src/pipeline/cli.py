@@ -29,6 +29,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace) -> int:
     from pipeline.sync import find_run_dirs, sync_run
+    from pipeline.tracking import read_state
 
     uri = args.tracking_uri
     runs = find_run_dirs(args.paths)
@@ -40,6 +41,7 @@ def _sync(args: argparse.Namespace) -> int:
             args.only_offline
             and (run_dir / "mlflow_run_id").exists()
             and ((run_dir / "mlflow_run_id").read_text().strip() != "offline")
+            and not read_state(run_dir).get("missing")
         ):
             continue
         print(f"{run_dir} -> {sync_run(run_dir, uri, args.artifact_root)}")
@@ -71,7 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     sync.add_argument("--artifact-root", default="results/mlartifacts")
     sync.add_argument(
-        "--only-offline", action="store_true", help="skip runs whose mlflow_run_id is not 'offline'"
+        "--only-offline",
+        action="store_true",
+        help="skip runs that are tracked completely (sync only offline and partial ones)",
     )
     sync.set_defaults(func=_sync)
     args = parser.parse_args(argv)

@@ -32,7 +32,7 @@ from pipeline.tracking import (
     importance_metrics,
     run_tags,
 )
-from pipeline.train import CHECKPOINT, checkpoint_run_id, save_outputs, train_model
+from pipeline.train import CHECKPOINT, save_outputs, train_model
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,12 @@ def train_job(
     """Train, save the run folder and log the MLflow run; return the run id."""
     out_dir = Path(out_dir)
     prepared = open_prepared(prepared_path).load()
-    tracker = RunLogger(tracking_uri, experiment_id(experiment_ids, experiment))
-    previous_run = checkpoint_run_id(out_dir)
     tags = run_tags(experiment, variant_name, seed, run_hash, prepared.attrs["data_sha256"])
-    tracker.start(run_name=f"{variant_name}-seed{seed}", tags=tags, run_id=previous_run)
-    if previous_run is None:
+    tracker = RunLogger(
+        tracking_uri, experiment_id(experiment_ids, experiment), job="train", state_dir=out_dir
+    )
+    with tracker:  # FINISHED, or FAILED if the job raises; a kill is resumed by the rerun
+        tracker.open(run_name=f"{variant_name}-seed{seed}", tags=tags, key=run_hash)
         tracker.params(
             {
                 **flatten({"model": variant["model"], "training": variant["training"]}),
@@ -72,54 +73,68 @@ def train_job(
             }
         )
 
-    result = train_model(prepared, variant, seed, out_dir, run_hash, tracker)
-    save_outputs(result, out_dir / "model.pt", out_dir / "history.csv")
-    curve = plots.loss_curves(
-        result.history, out_dir / "plots" / "loss_curves.png", f"{variant_name}, seed {seed}"
-    )
-    config_path = out_dir / "resolved_config.yaml"
-    write_text(
-        yaml.safe_dump(
-            {
-                "experiment": experiment,
-                "variant": variant_name,
-                "seed": seed,
-                "run_hash": run_hash,
-                **dict(variant),
-            },
-            sort_keys=False,
-        ),
-        config_path,
-    )
-    summary = {
-        "best_epoch": result.best_epoch,
-        "best_val_loss": float(result.history["val_loss"].min()),
-        "samples_per_second": result.samples_per_second,
-    }
-    tracker.metrics(summary)
-    # everything `sync` needs to re-log this run that history.csv does not hold
-    provenance = {"tags": tags, "summary": summary, "epoch_seconds": result.epoch_seconds}
-    write_text(json.dumps(provenance, indent=2), out_dir / "provenance.json")
-    for path, folder in ((out_dir / "history.csv", None), (config_path, None), (curve, "plots")):
-        tracker.artifact(path, folder)
-    tracker.torch_model(result.model, prepared["x"].values[:2].astype("float32"))
-    tracker.end()
-    run_id = tracker.run_id if tracker.enabled and tracker.run_id else OFFLINE_RUN_ID
-    write_text(run_id + "\n", out_dir / "mlflow_run_id")
+        result = train_model(prepared, variant, seed, out_dir, run_hash, tracker)
+        save_outputs(result, out_dir / "model.pt", out_dir / "history.csv")
+        curve = plots.loss_curves(
+            result.history, out_dir / "plots" / "loss_curves.png", run_title(out_dir)
+        )
+        config_path = out_dir / "resolved_config.yaml"
+        write_text(
+            yaml.safe_dump(
+                {
+                    "experiment": experiment,
+                    "variant": variant_name,
+                    "seed": seed,
+                    "run_hash": run_hash,
+                    **dict(variant),
+                },
+                sort_keys=False,
+            ),
+            config_path,
+        )
+        summary = {
+            "best_epoch": result.best_epoch,
+            "best_val_loss": float(result.history["val_loss"].min()),
+            "samples_per_second": result.samples_per_second,
+        }
+        tracker.metrics(summary)
+        # everything `sync` needs to re-log this run that history.csv does not hold
+        provenance = {"tags": tags, "summary": summary, "epoch_seconds": result.epoch_seconds}
+        write_text(json.dumps(provenance, indent=2), out_dir / "provenance.json")
+        # the loss curve at the top of the run's artifacts, where a newcomer looks first
+        for path in (curve, out_dir / "history.csv", config_path):
+            tracker.artifact(path)
+        tracker.torch_model(result.model, prepared["x"].values[:2].astype("float32"))
+        run_id = tracker.run_id or OFFLINE_RUN_ID
+        write_text(run_id + "\n", out_dir / "mlflow_run_id")
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
     return run_id
 
 
-def _resume_tracker(tracking_uri: str, run_id_path: str | Path) -> RunLogger:
+def _resume_tracker(tracking_uri: str, run_id_path: str | Path, job: str) -> RunLogger:
     """Re-open the run that training created (evaluate and importance append to it)."""
     run_id = Path(run_id_path).read_text().strip()
-    tracker = RunLogger(tracking_uri, experiment_id="", system_metrics=False)
+    tracker = RunLogger(
+        tracking_uri,
+        experiment_id="",
+        job=job,
+        state_dir=Path(run_id_path).parent,
+        system_metrics=False,
+    )
     if run_id == OFFLINE_RUN_ID:
         tracker.enabled = False
         log.warning("training ran without tracking; results go to files only (see `sync`)")
     else:
-        tracker.start(run_name="", tags={}, run_id=run_id)
+        tracker.reopen(run_id)
     return tracker
+
+
+def run_title(run_dir: str | Path) -> str:
+    """'experiment · model · seed N', the title of every figure of one run, from the run
+    folder ``results/{experiment}/runs/{model}/seed{seed}``."""
+    run_dir = Path(run_dir)
+    seed = run_dir.name.removeprefix("seed")
+    return f"{run_dir.parents[2].name} · {run_dir.parent.name} · seed {seed}"
 
 
 def _test_split(prepared) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +171,8 @@ def evaluate_job(
     write_netcdf(predictions, out_dir / "predictions.nc")
 
     plot_dir = out_dir / "plots"
-    title = f"{variant_name}: {prepared.attrs['target']}"
+    title = run_title(out_dir)
+    target = str(prepared.attrs["target"])
     times = predictions["time"].values
     event_lead = min(leads, key=lambda lead: abs(lead - 6))  # a long lead, where skill differs
     show = sorted({leads[0], event_lead if event_lead != leads[0] else leads[-1]})
@@ -164,32 +180,37 @@ def evaluate_job(
     i = leads.index(event_lead)
     roc = ev.event_roc_curves(forecast["index"][:, i], y_test[:, i])
     figures = [
-        plots.skill_vs_lead(metrics, plot_dir / "skill_vs_lead.png", title),
+        plots.skill_vs_lead(metrics, plot_dir / "skill_vs_lead.png", title, variant_name),
         plots.index_timeseries(
             times,
             y_test,
-            {"model": forecast["index"], "persistence": baselines["persistence"]},
+            {variant_name: forecast["index"], "persistence": baselines["persistence"]},
             leads,
             show,
             plot_dir / "timeseries.png",
+            target,
+            title,
         ),
-        plots.scatter(y_test, forecast["index"], leads, plot_dir / "scatter.png"),
+        plots.scatter(
+            y_test, forecast["index"], leads, plot_dir / "scatter.png", title, target, variant_name
+        ),
         plots.confusion_matrix(
             np.array(events["confusion_matrix"]),
             ev.EVENT_CLASSES,
             plot_dir / "confusion_matrix.png",
-            f"ENSO events, lead {event_lead}",
+            f"{title}\nENSO events, {plots.lead_label(event_lead)}",
         ),
-        plots.roc_curves(roc, plot_dir / "roc.png", f"ENSO events, lead {event_lead}"),
+        plots.roc_curves(
+            roc, plot_dir / "roc.png", f"{title}\nENSO events, {plots.lead_label(event_lead)}"
+        ),
     ]
 
-    tracker = _resume_tracker(tracking_uri, run_id_path)
-    tracker.metrics(evaluation_metrics(metrics))
-    for path in (out_dir / "metrics.json", out_dir / "predictions.nc"):
-        tracker.artifact(path)
-    for fig in figures:
-        tracker.artifact(fig, "plots")
-    tracker.end()
+    with _resume_tracker(tracking_uri, run_id_path, "evaluate") as tracker:
+        tracker.metrics(evaluation_metrics(metrics))
+        for path in (out_dir / "metrics.json", out_dir / "predictions.nc"):
+            tracker.artifact(path)
+        for fig in figures:
+            tracker.artifact(fig, "plots")
     return metrics
 
 
@@ -249,12 +270,9 @@ def importance_job(
         tables.append(table.assign(lead=lead))
     result = pd.concat(tables, ignore_index=True)[["lead", *COLUMNS]]
     write_text(result.to_csv(index=False, float_format="%.10g"), out_dir / "importance.csv")
-    figure = plots.importance_bars(
-        result, out_dir / "plots" / "importance.png", f"{variant_name}: permutation importance"
-    )
-    tracker = _resume_tracker(tracking_uri, run_id_path)
-    tracker.metrics(importance_metrics(result))
-    tracker.artifact(out_dir / "importance.csv")
-    tracker.artifact(figure, "plots")
-    tracker.end()
+    figure = plots.importance_bars(result, out_dir / "plots" / "importance.png", run_title(out_dir))
+    with _resume_tracker(tracking_uri, run_id_path, "importance") as tracker:
+        tracker.metrics(importance_metrics(result, leads))
+        tracker.artifact(out_dir / "importance.csv")
+        tracker.artifact(figure, "plots")
     return result

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import json
 import logging
 import math
 import os
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from pipeline.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +47,61 @@ def tracking_uri(config: Mapping[str, Any]) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or config["mlflow"]["tracking_uri"]
 
 
-def _retry(func: Callable, attempts: int = 5, delay: float = 0.5) -> Any:
-    """SQLite stores can be briefly locked by a parallel job: retry with back-off."""
-    for attempt in range(attempts):
+#: MLflow error codes that say "try again later" (HTTP 5xx/429/timeouts, sqlite locks).
+TRANSIENT_CODES = frozenset(
+    {
+        "TEMPORARILY_UNAVAILABLE",
+        "INTERNAL_ERROR",
+        "REQUEST_LIMIT_EXCEEDED",
+        "DEADLINE_EXCEEDED",
+        "ABORTED",
+        "SERVICE_UNDER_MAINTENANCE",
+    }
+)
+#: Bounded back-off: RETRY_ATTEMPTS tries, RETRY_DELAY * 2**n seconds apart (0.5 ... 8 s).
+RETRY_ATTEMPTS = 6
+RETRY_DELAY = 0.5
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether a tracking error may pass if retried: a lost connection, a timeout, an
+    HTTP 5xx/429 from a server, a locked or briefly unavailable database. Anything else
+    (a bad value, a full disk, a missing run) fails the same way every time."""
+    import requests
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(
+            err,
+            ConnectionError
+            | TimeoutError
+            | requests.ConnectionError
+            | requests.Timeout
+            | sqlalchemy.exc.OperationalError,
+        ):
+            return True
+        if isinstance(err, MlflowException) and err.error_code in TRANSIENT_CODES:
+            return True
+        if "database is locked" in str(err).lower():
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _retry(func: Callable[[], Any]) -> Any:
+    """Call ``func``; retry transient errors with exponential back-off, raise the rest."""
+    for attempt in range(RETRY_ATTEMPTS):
         try:
             return func()
-        except Exception as err:  # mlflow wraps sqlite errors in several types
-            if attempt == attempts - 1 or "locked" not in str(err).lower():
+        except Exception as err:
+            if attempt == RETRY_ATTEMPTS - 1 or not is_transient(err):
                 raise
-            time.sleep(delay * 2**attempt)
+            wait = RETRY_DELAY * 2**attempt
+            log.info("transient MLflow error (%s); retrying in %.1fs", err, wait)
+            time.sleep(wait)
     return None
 
 
@@ -110,10 +159,11 @@ def package_versions() -> dict[str, str]:
 def run_tags(
     experiment: str, model: str, seed: int, config_hash: str, data_sha256: str
 ) -> dict[str, str]:
-    """The tags every (experiment, model, seed) run carries (see architecture.md)."""
+    """The tags every (experiment, model, seed) run carries (docs/tracking.md lists them)."""
     git = git_state()
     return {
         f"{TAG_PREFIX}experiment": experiment,
+        f"{TAG_PREFIX}role": "model",
         f"{TAG_PREFIX}model": model,
         f"{TAG_PREFIX}seed": str(seed),
         f"{TAG_PREFIX}config_hash": config_hash,
@@ -141,62 +191,216 @@ def _finite(values: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
 
 
-def evaluation_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """``test_{metric}_lead{L}`` and ``test_{metric}`` (mean over leads) of the model."""
+def lead_suffix(lead: int | str, leads: Iterable[int | str]) -> str:
+    """``lead06``: the lead zero-padded to the width of the largest lead, so that the
+    MLflow UI, which sorts metric names as text, lists leads in order."""
+    width = len(str(max(int(v) for v in leads)))
+    return f"lead{int(lead):0{width}d}"
+
+
+def forecast_metrics(metrics: Mapping[str, Any], forecast: str = "model") -> dict[str, float]:
+    """``test_{metric}_lead{LL}`` and ``test_{metric}`` (mean over leads) of one forecast
+    in metrics.json (``model``, or a baseline such as ``persistence``)."""
+    leads = list(metrics["per_lead"])
     out = {}
     for lead, entry in metrics["per_lead"].items():
-        for key, value in entry["model"].items():
-            out[f"test_{key}_lead{lead}"] = value
-    for key, value in metrics["mean_over_leads"]["model"].items():
+        for key, value in entry.get(forecast, {}).items():
+            out[f"test_{key}_{lead_suffix(lead, leads)}"] = value
+    for key, value in metrics["mean_over_leads"].get(forecast, {}).items():
         out[f"test_{key}"] = value
     return _finite(out)
 
 
-def importance_metrics(table: Any) -> dict[str, float]:
-    """``importance_single_{group}_lead{L}``: the single-pass Delta MSE of each group."""
+def evaluation_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The model's test metrics, per lead and averaged (see :func:`forecast_metrics`)."""
+    return forecast_metrics(metrics, "model")
+
+
+def importance_metrics(table: Any, leads: Iterable[int]) -> dict[str, float]:
+    """``importance_single_{group}_lead{LL}``: the single-pass Delta MSE of each group;
+    ``leads`` are all the experiment's leads (the zero-padding width)."""
+    leads = list(leads)
     single = table[table["method"] == "single"]
     return _finite(
-        {f"importance_single_{r.group}_lead{r.lead}": r.score for r in single.itertuples()}
+        {
+            f"importance_single_{r.group}_{lead_suffix(r.lead, leads)}": r.score
+            for r in single.itertuples()
+        }
     )
 
 
+# --- the run-folder state -------------------------------------------------------------
+
+STATE_FILE = ".mlflow_run"
+TRACKING_TAG = f"{TAG_PREFIX}tracking"  # "partial" while parts of the run are missing
+SUMMARY_TAG = f"{TAG_PREFIX}summary_run"  # the summary run that lists this run
+
+
+def read_state(folder: str | Path) -> dict[str, Any]:
+    """The MLflow state of a run folder (``{}`` if none): the run id, the store, the key
+    the run belongs to (a run hash), each job's status and the parts it could not log.
+
+    Written as soon as a run is opened, so a killed job's rerun finds its run again.
+    It is not a Snakemake output: Snakemake never deletes it before a rerun."""
+    path = Path(folder) / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(folder: str | Path, state: Mapping[str, Any]) -> None:
+    write_json(dict(state), Path(folder) / STATE_FILE)
+
+
 def _guarded(method: Callable) -> Callable:
-    """Run a tracking call; on failure warn once, disable tracking and carry on."""
+    """Run a tracking call with retries; when they fail, warn once, mark the run
+    partial, note the part in the folder state and skip every later call."""
 
     @functools.wraps(method)
     def wrapper(self: RunLogger, *args: Any, **kwargs: Any) -> Any:
+        part = method.__name__
+        if part == "artifact":
+            part = f"artifact {Path(args[0]).name}"
         if not self.enabled:
+            self.missing.append(part)
             return None
         try:
             return _retry(lambda: method(self, *args, **kwargs))
         except Exception as err:
             self.enabled = False
+            self.missing.append(part)
             log.warning(
                 "MLflow tracking failed (%s: %s); the job goes on and its files under results/ "
-                "keep everything. Re-log later with: python -m pipeline sync <run folder>",
+                "keep everything. Complete the run later with: python -m pipeline sync %s",
                 type(err).__name__,
                 err,
+                self.state_dir or "<run folder>",
             )
+            self._mark_partial()
             return None
 
     return wrapper
 
 
 class RunLogger:
-    """One job's MLflow run. Every method is a no-op once tracking has failed."""
+    """One job's part of an MLflow run. Use it as a context manager: the run ends
+    FINISHED when the job ends, FAILED when it raises; a killed job leaves the run
+    RUNNING and its folder state, so that the rerun resumes the same run.
 
-    def __init__(self, uri: str, experiment_id: str, system_metrics: bool = True):
+    Every call is retried on transient errors; once one fails for good, tracking stops
+    for this job, the run is tagged ``pipeline.tracking=partial`` (when the store can be
+    reached) and the folder state lists the parts that were not logged, for ``sync``.
+    Logging into a resumed run skips params and metric steps that it already holds.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        experiment_id: str,
+        *,
+        job: str,
+        state_dir: str | Path | None = None,
+        system_metrics: bool = True,
+    ):
         self.uri = uri
         self.experiment_id = experiment_id
+        self.job = job
+        self.state_dir = Path(state_dir) if state_dir is not None else None
         self.system_metrics = system_metrics
         self.enabled = True
         self.run_id: str | None = None
+        self.missing: list[str] = []
+        self._state: dict[str, Any] = {}
+        self._params: dict[str, str] = {}
+        self._metric_keys: set[str] = set()
+        self._steps: dict[str, set[int]] = {}
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        self.close("FAILED" if exc_type is not None else "FINISHED")
+
+    # --- opening and closing -------------------------------------------------------
+
+    def open(self, run_name: str, tags: Mapping[str, str], key: str) -> None:
+        """Open this job's run: the one an unfinished attempt of the same job (same
+        store, same ``key``) left in the folder state, else a new one."""
+        state = read_state(self.state_dir) if self.state_dir else {}
+        previous = state.get("run_id")
+        resumable = bool(
+            previous
+            and state.get("tracking_uri") == self.uri
+            and state.get("key") == key
+            and state.get("jobs", {}).get(self.job) != "finished"
+            and self._exists(previous)
+        )
+        self._state = state if resumable else {"key": key}
+        if resumable:
+            log.info("resuming MLflow run %s, left open by an interrupted %s", previous, self.job)
+            self.start(run_name, tags, run_id=previous)
+            self.tags(tags)  # the tags of this attempt (e.g. a new git commit)
+        else:
+            self.start(run_name, tags)
+
+    def reopen(self, run_id: str) -> None:
+        """Re-open the run another job created (evaluate and importance append to it)."""
+        self._state = read_state(self.state_dir) if self.state_dir else {}
+        self.start(run_name="", tags={}, run_id=run_id)
+
+    def close(self, status: str = "FINISHED") -> None:
+        """End the run with ``status`` and record the job's outcome in the folder state."""
+        if self.run_id is None:
+            return
+        self.end(status)
+        if self.missing:
+            self._mark_partial()
+        self._save_state("partial" if self.missing else status.lower())
+
+    def _save_state(self, outcome: str) -> None:
+        """Record this job's outcome (and the parts it could not log) in the folder."""
+        if self.state_dir is None or self.run_id is None:
+            return
+        state = {**self._state, "run_id": self.run_id, "tracking_uri": self.uri}
+        state["jobs"] = {**state.get("jobs", {}), self.job: outcome}
+        missing = {k: v for k, v in state.get("missing", {}).items() if k != self.job}
+        state["missing"] = {**missing, **({self.job: self.missing} if self.missing else {})}
+        write_state(self.state_dir, state)
+        self._state = state
+
+    def _exists(self, run_id: str) -> bool:
+        from mlflow.entities import LifecycleStage
+        from mlflow.tracking import MlflowClient
+
+        try:
+            run = _retry(lambda: MlflowClient(self.uri).get_run(run_id))
+        except Exception:
+            return False
+        return run.info.lifecycle_stage == LifecycleStage.ACTIVE
+
+    def _mark_partial(self) -> None:
+        """Tag the run partial, with one attempt: the store may be the thing that failed."""
+        from mlflow.tracking import MlflowClient
+
+        if self.run_id is None:
+            return
+        try:
+            MlflowClient(self.uri).set_tag(self.run_id, TRACKING_TAG, "partial")
+        except Exception as err:
+            log.warning("could not tag run %s as partial (%s)", self.run_id, err)
+
+    # --- the tracking calls --------------------------------------------------------
 
     @_guarded
     def start(self, run_name: str, tags: Mapping[str, str], run_id: str | None = None) -> str:
         import mlflow
+        from mlflow.tracking import MlflowClient
 
         mlflow.set_tracking_uri(self.uri)
+        if run_id:  # what the run already holds: never log it twice
+            data = MlflowClient(self.uri).get_run(run_id).data
+            self._params, self._metric_keys = dict(data.params), set(data.metrics)
         run = mlflow.start_run(
             run_id=run_id,
             experiment_id=None if run_id else self.experiment_id,
@@ -205,19 +409,39 @@ class RunLogger:
             log_system_metrics=self.system_metrics,
         )
         self.run_id = run.info.run_id
+        self._save_state("running")  # at once: a rerun after a kill resumes this run
         return self.run_id
 
     @_guarded
     def params(self, params: Mapping[str, Any]) -> None:
         import mlflow
 
-        mlflow.log_params(dict(params))
+        new = {k: str(v) for k, v in params.items() if self._params.get(k) != str(v)}
+        if new:
+            mlflow.log_params(new)
+            self._params.update(new)
 
     @_guarded
     def metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
 
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        at = step or 0  # MLflow logs step None as 0
+        new = {k: float(v) for k, v in metrics.items() if at not in self._logged_steps(k)}
+        if new:
+            mlflow.log_metrics(new, step=step)
+            for key in new:
+                self._steps.setdefault(key, set()).add(at)
+
+    def _logged_steps(self, key: str) -> set[int]:
+        """The steps of ``key`` the run already holds (looked up once per key)."""
+        if key not in self._steps:
+            self._steps[key] = set()
+            if key in self._metric_keys:
+                from mlflow.tracking import MlflowClient
+
+                history = MlflowClient(self.uri).get_metric_history(self.run_id, key)
+                self._steps[key] = {m.step for m in history}
+        return self._steps[key]
 
     @_guarded
     def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
@@ -251,16 +475,82 @@ class RunLogger:
         )
 
     @_guarded
-    def link_children(self, run_ids: list[str]) -> None:
-        """Make this run the parent of ``run_ids`` (the ``mlflow.parentRunId`` tag)."""
+    def tag_runs(self, run_ids: Iterable[str], tags: Mapping[str, str]) -> None:
+        """Set ``tags`` on other runs (e.g. the summary run's id on every model run)."""
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=self.uri)
         for run_id in run_ids:
-            client.set_tag(run_id, "mlflow.parentRunId", self.run_id)
+            for key, value in tags.items():
+                client.set_tag(run_id, key, value)
 
-    @_guarded
     def end(self, status: str = "FINISHED") -> None:
+        """Terminate the run in the store (retried; one attempt once tracking has failed,
+        so that a reachable store never keeps a RUNNING run), then detach it from this
+        process even when the store is unreachable."""
         import mlflow
+        from mlflow.tracking import MlflowClient
 
-        mlflow.end_run(status=status)
+        def terminate() -> None:
+            MlflowClient(self.uri).set_terminated(self.run_id, status)
+
+        try:
+            _retry(terminate) if self.enabled else terminate()
+        except Exception as err:
+            if self.enabled:
+                self.missing.append("end")
+            self.enabled = False
+            log.warning("could not end MLflow run %s (%s)", self.run_id, err)
+        if mlflow.active_run() is not None:
+            try:
+                mlflow.end_run(status) if self.enabled else _forget_active_run()
+            except Exception as err:
+                log.debug("detaching MLflow run %s: %s", self.run_id, err)
+
+
+def _forget_active_run() -> None:
+    """Drop MLflow's active run and its system-metrics thread without calling the store
+    (which just failed: ``mlflow.end_run`` would wait out its HTTP retries, and so would
+    MLflow's atexit hook for a run left active)."""
+    from mlflow.tracking import fluent
+
+    run = fluent._active_run_stack.get().pop()
+    monitor = fluent.run_id_to_system_metrics_monitor.pop(run.info.run_id, None)
+    if monitor is not None:
+        monitor._shutdown_event.set()
+
+
+def log_baselines(
+    uri: str, experiment_id: str, experiment: str, metrics: Mapping[str, Any], data_sha256: str
+) -> list[str]:
+    """One run per baseline forecast of metrics.json (persistence, climatology, ...),
+    tagged ``pipeline.role=baseline``, with the model runs' metric names: the runs table
+    and its charts then compare a model's skill with each baseline's, column by column.
+
+    A baseline's skill depends only on the data, so a run is reused for the same
+    ``data_sha256``; return the run ids."""
+    from mlflow.tracking import MlflowClient
+
+    names = [name for name in metrics["mean_over_leads"] if name != "model"]
+    ids = []
+    for name in names:
+        tags = {
+            f"{TAG_PREFIX}experiment": experiment,
+            f"{TAG_PREFIX}role": "baseline",
+            f"{TAG_PREFIX}model": name,
+            f"{TAG_PREFIX}data_sha256": data_sha256,
+        }
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        try:
+            found = _retry(
+                lambda q=query: MlflowClient(uri).search_runs([experiment_id], q, max_results=1)
+            )
+        except Exception as err:
+            log.warning("MLflow tracking failed (%s); baseline runs not logged", err)
+            return ids
+        with RunLogger(uri, experiment_id, job="baseline", system_metrics=False) as tracker:
+            tracker.start(f"baseline: {name}", tags, run_id=found[0].info.run_id if found else None)
+            tracker.metrics(forecast_metrics(metrics, name))
+        if tracker.run_id:
+            ids.append(tracker.run_id)
+    return ids

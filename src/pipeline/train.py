@@ -386,7 +386,6 @@ def train_model(
                 "best_epoch": best_epoch,
                 "bad_epochs": bad_epochs,
                 "epoch_seconds": epoch_seconds,
-                "run_id": tracker.run_id if tracker is not None else None,
             },
         )
 
@@ -406,9 +405,3 @@ def save_outputs(result: TrainResult, model_path: str | Path, history_path: str 
     with atomic_path(model_path) as tmp:
         torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, tmp)
     write_text(result.history.to_csv(index=False), history_path)
-
-
-def checkpoint_run_id(out_dir: str | Path) -> str | None:
-    """The MLflow run id a killed job had opened (so its rerun continues the same run)."""
-    ckpt = load_checkpoint(Path(out_dir) / CHECKPOINT)
-    return ckpt.get("run_id") if ckpt is not None else None
