@@ -1,4 +1,4 @@
-"""Reference forecasts every evaluation reports beside the models (science.md §3).
+"""Reference forecasts every evaluation reports beside the models.
 
 All are fitted on the train split only. The oracle (the synthetic generator's
 E[T(t+L) | T(t), h(t)]) is not a baseline but the predictability limit; it comes with

@@ -1,5 +1,5 @@
 """Single- and multi-pass permutation importance (Breiman 2001; Lakshmanan et al. 2015;
-McGovern et al. 2019), exactly as science.md §4 specifies.
+McGovern et al. 2019): a shared permutation per pass, across samples.
 
 Public API::
 

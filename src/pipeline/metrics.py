@@ -1,9 +1,9 @@
 """Verification metrics: pure NumPy functions with NaN masks and optional weights.
 
-Conventions (science.md §2): for gridded fields, ``weights`` are cell-area weights
-broadcast against the inputs; the time axis is axis 0. RMSE takes the square root
-*after* the mean over time. NaNs (land, missing observations) are masked in both
-arguments alike and never filled.
+Conventions (as in WeatherBench 2, Rasp et al. 2024): for gridded fields, ``weights``
+are cell-area weights broadcast against the inputs; the time axis is axis 0. RMSE takes
+the square root *after* the mean over time. NaNs (land, missing observations) are
+masked in both arguments alike and never filled.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The jobs of one (experiment, model, seed) run: train, evaluate, importance.
 
 Each writes its files under ``results/{experiment}/runs/{model}/seed{seed}/`` (the file
-contract in architecture.md) and logs to the run's single MLflow run: training opens
+contract in docs/reference.md) and logs to the run's single MLflow run: training opens
 it, evaluate and importance re-open it by the id in ``mlflow_run_id``.
 """
 

@@ -1,4 +1,4 @@
-"""Permutation importance: the analytic case of science.md §4 and the required checks."""
+"""Permutation importance: an analytic case with known answers, and the required checks."""
 
 from __future__ import annotations
 

@@ -67,6 +67,8 @@ def finished_message():
         )
         lines.append(f"  {e}: per run   {RESULTS}/{e}/runs/<model>/seed<seed>/")
     lines.append(f"  MLflow store  {tracking_uri(CFG)}")
-    lines.append("  Browse runs:  make ui   (then open http://127.0.0.1:5000)")
+    lines.append(
+        "  Browse runs:  make ui   (then open http://127.0.0.1:5000 and click 'Model training')"
+    )
     lines.append("  HTML report:  make report   -> results/report.html")
     return "\n".join(lines)
