@@ -15,6 +15,27 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REQUIRE_SYSTEM = os.environ.get("PIPELINE_REQUIRE_SYSTEM_TESTS") == "1"
 
+#: A resolved model variant that trains in seconds on the CPU (for job-level tests).
+TINY_CNN = {
+    "base": "cnn",
+    "model": {"arch": "cnn", "filters": [4], "kernel": 3},
+    "training": {
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "optimizer": "adam",
+        "scheduler": "none",
+        "grad_clip": 0.0,
+        "patience": 5,
+        "amp": "off",
+        "device": "cpu",
+        "deterministic": True,
+        "gpu_resident": "auto",
+        "num_workers": 0,
+    },
+}
+
 
 def require_tools(*tools: str) -> None:
     """Skip (or, in CI with PIPELINE_REQUIRE_SYSTEM_TESTS=1, fail) when a tool is missing."""

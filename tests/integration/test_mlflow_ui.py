@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, require_tools
+from tests.integration.mlflow_server import start_mlflow_server
 from tests.integration.workflow import RESULTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -35,44 +32,9 @@ CHROMIUM_ARGS = [
 TRAINING_VIEW = "workflowType=machine_learning"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(full_run: Path) -> Iterator[str]:
-    port = free_port()
-    mlflow = str(Path(sys.executable).with_name("mlflow"))
-    proc = subprocess.Popen(
-        [
-            mlflow,
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{full_run}/{RESULTS}/mlflow.db",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=full_run,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start")
+    proc, url = start_mlflow_server(full_run, f"sqlite:///{full_run}/{RESULTS}/mlflow.db")
     yield url
     proc.terminate()
     proc.wait(timeout=30)

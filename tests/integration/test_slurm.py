@@ -6,11 +6,12 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, require_tools
 from tests.integration.slurm_cluster import SYSTEM_CONF, slurm_cluster
-from tests.integration.workflow import RESULTS, snakemake
+from tests.integration.workflow import RESULTS, snakemake, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -22,6 +23,10 @@ def test_test_config_runs_as_slurm_jobs(tmp_path: Path) -> None:
     with slurm_cluster(tmp_path / "slurm") as slurm_env:
         workdir = tmp_path / "work"
         workdir.mkdir()
+        # the test config with two of its models: every rule, several train jobs at once
+        experiments = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["experiments"]
+        models = experiments["enso"]["models"]
+        experiments["enso"]["models"] = {m: models[m] for m in ("cnn", "lstm")}
         result = snakemake(
             workdir,
             "--profile",
@@ -56,6 +61,7 @@ def test_test_config_runs_as_slurm_jobs(tmp_path: Path) -> None:
                 "GEODL_GPU_MODEL": "",
             },
             timeout=1200,
+            config=write_config(workdir, experiments=experiments),
         )
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-6000:]
@@ -75,7 +81,10 @@ def test_test_config_runs_as_slurm_jobs(tmp_path: Path) -> None:
     assert (workdir / RESULTS / "enso" / "summary" / "summary.csv").exists()
     client = MlflowClient(f"sqlite:///{workdir}/{RESULTS}/mlflow.db")
     experiment = client.get_experiment_by_name("enso")
-    finished = [
-        r for r in client.search_runs([experiment.experiment_id]) if r.info.status == "FINISHED"
+    roles = [
+        r.data.tags["pipeline.role"]
+        for r in client.search_runs([experiment.experiment_id])
+        if r.info.status == "FINISHED"
     ]
-    assert len(finished) == counts["train"] + 1  # + the summary's parent run
+    assert roles.count("model") == counts["train"]
+    assert roles.count("summary") == 1

@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,27 +31,13 @@ from mlflow.tracking import MlflowClient
 from pipeline import tracking
 from pipeline.runs import importance_job, train_job
 from pipeline.tracking import TRACKING_TAG, read_state, setup_experiments
-from tests.conftest import REPO, require_tools
+from tests.conftest import REPO, TINY_CNN, require_tools
+from tests.integration.mlflow_server import start_mlflow_server
 
-VARIANT = {
-    "base": "cnn",
-    "model": {"arch": "cnn", "filters": [4], "kernel": 3},
-    "training": {
-        "epochs": 2,
-        "batch_size": 32,
-        "lr": 1e-3,
-        "weight_decay": 0.0,
-        "optimizer": "adam",
-        "scheduler": "none",
-        "grad_clip": 0.0,
-        "patience": 5,
-        "amp": "off",
-        "device": "cpu",
-        "deterministic": True,
-        "gpu_resident": "auto",
-        "num_workers": 0,
-    },
-}
+#: a server's own store and artifacts, in the folder it runs in
+SERVER_STORE = "sqlite:///server.db"
+ARTIFACTS = ("--artifacts-destination", "server-artifacts")
+
 IMPORTANCE = {
     "groups": "variable",
     "leads": None,
@@ -73,12 +58,6 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def experiment_ids(uri: str, folder: Path, name: str = "enso") -> Path:
     """The mlflow_setup rule's output for ``uri``: {experiment: id}."""
     path = folder / "ids.json"
@@ -86,7 +65,7 @@ def experiment_ids(uri: str, folder: Path, name: str = "enso") -> Path:
     return path
 
 
-def train(prepared: Path, out: Path, uri: str, ids: Path, variant: dict = VARIANT) -> str:
+def train(prepared: Path, out: Path, uri: str, ids: Path, variant: dict = TINY_CNN) -> str:
     return train_job(
         prepared_path=prepared,
         experiment="enso",
@@ -137,7 +116,7 @@ def test_killed_train_job_is_resumed_into_the_same_run(tiny_prepared: Path, tmp_
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     ids = experiment_ids(uri, tmp_path)
     out = tmp_path / "run"
-    slow = {**VARIANT, "training": {**VARIANT["training"], "epochs": 20, "patience": 20}}
+    slow = {**TINY_CNN, "training": {**TINY_CNN["training"], "epochs": 20, "patience": 20}}
     args = [str(tiny_prepared), str(out), uri, str(ids), json.dumps(slow)]
     code = (
         "import sys, json; from pathlib import Path; "
@@ -234,7 +213,7 @@ def test_disk_full_leaves_a_partial_run_that_sync_completes_in_place(
         importance_job(
             prepared_path=tiny_prepared,
             variant_name="cnn",
-            variant=VARIANT,
+            variant=TINY_CNN,
             settings=IMPORTANCE,
             seed=0,
             model_path=out / "model.pt",
@@ -340,48 +319,9 @@ class FlakyProxy:
         self.httpd.server_close()
 
 
-def start_mlflow_server(
-    folder: Path, *extra: str, env: dict | None = None
-) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder}/server.db",
-            "--artifacts-destination",
-            str(folder / "server-artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            *extra,
-        ],
-        cwd=folder,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=open(folder / "server.log", "w"),  # noqa: SIM115 (closed with the process)
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            return proc, url
-        except urllib.error.HTTPError:
-            return proc, url  # it answers (a login server refuses even /health)
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    pytest.fail("mlflow server did not start: " + (folder / "server.log").read_text()[-2000:])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, url = start_mlflow_server(tmp_path_factory.mktemp("server"))
+    proc, url = start_mlflow_server(tmp_path_factory.mktemp("server"), SERVER_STORE, *ARTIFACTS)
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -460,6 +400,8 @@ def test_login_server_refuses_strangers_and_keeps_the_password_out_of_runs(
     )
     proc, url = start_mlflow_server(
         tmp_path,
+        SERVER_STORE,
+        *ARTIFACTS,
         "--app-name",
         "basic-auth",
         env={

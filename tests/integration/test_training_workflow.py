@@ -13,7 +13,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipeline.runs import OFFLINE_RUN_ID, train_job
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_CNN
 from tests.integration.workflow import RESULTS, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def test_parallel_jobs_all_land_in_the_experiment(tmp_path: Path) -> None:
             assert run.data.tags[f"pipeline.{tag}"]
         assert run.data.tags["mlflow.source.git.commit"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"history.csv", "resolved_config.yaml", "plots"} <= artifacts
+        assert {"history.csv", "resolved_config.yaml", "loss_curves.png"} <= artifacts
         assert client.search_logged_models(
             [experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
         )
@@ -70,31 +70,12 @@ def test_unreachable_tracking_server_loses_no_results(
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     ids = tmp_path / "ids.json"
     ids.write_text(json.dumps({"enso": "1"}))
-    variant = {
-        "base": "cnn",
-        "model": {"arch": "cnn", "filters": [4], "kernel": 3},
-        "training": {
-            "epochs": 2,
-            "batch_size": 32,
-            "lr": 1e-3,
-            "weight_decay": 0.0,
-            "optimizer": "adam",
-            "scheduler": "none",
-            "grad_clip": 0.0,
-            "patience": 5,
-            "amp": "off",
-            "device": "cpu",
-            "deterministic": True,
-            "gpu_resident": "auto",
-            "num_workers": 0,
-        },
-    }
     with caplog.at_level(logging.WARNING):
         run_id = train_job(
             prepared_path=tiny_prepared,
             experiment="enso",
             variant_name="cnn",
-            variant=variant,
+            variant=TINY_CNN,
             seed=0,
             run_hash="h",
             experiment_ids=ids,
