@@ -25,7 +25,13 @@ import jsonschema
 import yaml
 
 from pipeline.models.specs import complete_spec
-from pipeline.sources.urls import SCHEMES, has_credentials, redact_url, scheme_error
+from pipeline.sources.urls import (
+    SCHEMES,
+    dataset_params,
+    has_credentials,
+    redact_url,
+    scheme_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -500,9 +506,10 @@ def stable_hash(obj: Any) -> str:
 
 
 def prepare_hash(config: Mapping[str, Any], experiment: str) -> str:
-    """Hash of everything that determines ``prepared.zarr`` for one experiment."""
+    """Hash of everything that determines ``prepared.zarr`` for one experiment (credentials
+    in a URL do not: a new token must not retrain every model)."""
     exp = config["experiments"][experiment]
-    datasets = {n: config["datasets"][n] for n in experiment_datasets(exp)}
+    datasets = {n: dataset_params(config["datasets"][n]) for n in experiment_datasets(exp)}
     return stable_hash(
         {"datasets": datasets, "grid": exp["grid"], "task": exp["task"], "splits": exp["splits"]}
     )

@@ -4,7 +4,8 @@ Snakemake locks its working directory while it runs and removes the lock when it
 A kill -9, an out-of-memory kill or a power cut leaves the lock behind, and every later
 run stops with a LockException until someone runs ``snakemake --unlock``. ``make run``
 calls this module first: when no Snakemake process is working in the folder, the lock
-is stale and is released, so "just rerun" works after a crash.
+is stale and is released, so "just rerun" works after a crash. Only this machine's
+processes can be seen: where several hosts share the folder, unlock by hand.
 
 Usage: ``python -m pipeline.locks CONFIG``.
 """
@@ -39,14 +40,14 @@ def snakemake_processes(workdir: Path) -> list[int]:
     here = workdir.resolve()
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid == os.getpid() or not _is_snakemake(proc.info["cmdline"] or []):
+            continue
         try:
-            if (
-                proc.pid != os.getpid()
-                and _is_snakemake(proc.info["cmdline"] or [])
-                and Path(proc.cwd()).resolve() == here
-            ):
+            if Path(proc.cwd()).resolve() == here:
                 found.append(proc.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        except psutil.AccessDenied:  # another user's Snakemake: it may be working here
+            found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
     return found
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from traceback import format_exception
 from types import TracebackType
 
 import pipeline
@@ -23,7 +24,11 @@ def _log_uncaught(
     if issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, error, traceback)
         return
-    log.critical("job failed: %s: %s", kind.__name__, error, exc_info=(kind, error, traceback))
+    from pipeline.sources.urls import redact_text  # a library's message may hold a secret URL
+
+    text = "".join(format_exception(kind, error, traceback))
+    message = redact_text(f"{kind.__name__}: {error}")
+    log.critical("job failed: %s\n%s", message, redact_text(text))
 
 
 def configure(log_file: str | Path | None = None, level: int = logging.INFO) -> None:

@@ -101,18 +101,17 @@ def _model_style(slot: int) -> Style:
 def forecast_styles(names: Iterable[str]) -> dict[str, Style]:
     """One distinct style per forecast. A model keeps its slot (the default variants a fixed
     one, any other name one chosen by a hash of the name), so it looks the same in its
-    run's figures and in the summary; a clash within one figure moves to the next free slot."""
+    run's figures and in the summary; a clash within one figure moves to the next free slot
+    (a sweep of more than N_SLOTS variants reuses styles rather than failing the summary)."""
     names = list(dict.fromkeys(names))
     styles = {n: REFERENCE_STYLES[n] for n in names if n in REFERENCE_STYLES}
     models = sorted(
         (n for n in names if n not in REFERENCE_STYLES), key=lambda n: (n not in MODEL_SLOTS, n)
     )
-    if len(models) > N_SLOTS:
-        raise ValueError(f"{len(models)} models in one figure; at most {N_SLOTS} have a style")
     taken: set[int] = set()
     for name in models:
         slot = MODEL_SLOTS.get(name, zlib.crc32(name.encode()) % len(MODEL_COLORS))
-        while slot in taken:
+        while slot in taken and len(taken) < N_SLOTS:  # past N_SLOTS models, styles repeat
             slot = (slot + 1) % N_SLOTS
         taken.add(slot)
         styles[name] = _model_style(slot)

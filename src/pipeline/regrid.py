@@ -52,9 +52,13 @@ def target_grid(grid: Mapping[str, Any]) -> xr.Dataset:
 
 
 def wrap_longitude(ds: xr.Dataset, west: float) -> xr.Dataset:
-    """Express longitudes in [west, west + 360) and sort them (so the seam is explicit)."""
+    """Express longitudes in [west, west + 360) and sort them (so the seam is explicit).
+
+    A grid stored 0..360 inclusive repeats its first column at 360: the copy is dropped.
+    """
     lon = ((ds["lon"] - west) % 360) + west
-    return ds.assign_coords(lon=lon.assign_attrs(ds["lon"].attrs)).sortby("lon")
+    ds = ds.assign_coords(lon=lon.assign_attrs(ds["lon"].attrs)).sortby("lon")
+    return ds.isel(lon=np.unique(ds["lon"].values, return_index=True)[1])
 
 
 def is_global_longitude(lon: np.ndarray) -> bool:

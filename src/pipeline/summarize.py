@@ -259,7 +259,12 @@ def summarize_job(
         runs = [(d / "mlflow_run_id").read_text().strip() for d in run_dirs]
         metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
         runs += log_baselines(
-            tracking_uri, exp_id, experiment, metrics, prepared.attrs["data_sha256"]
+            tracking_uri,
+            exp_id,
+            experiment,
+            metrics,
+            prepared.attrs["data_sha256"],
+            prepared.attrs["config_hash"],
         )
         # a tag, not mlflow.parentRunId: the UI would fold every run under the summary
         tracker.tag_runs([r for r in runs if r != OFFLINE_RUN_ID], {SUMMARY_TAG: tracker.run_id})

@@ -313,7 +313,7 @@ class RunLogger:
         self.missing: list[str] = []
         self._state: dict[str, Any] = {}
         self._params: dict[str, str] = {}
-        self._metric_keys: set[str] = set()
+        self._latest: dict[str, float] = {}  # the run's metrics when it was re-opened
         self._steps: dict[str, set[int]] = {}
 
     def __enter__(self) -> RunLogger:
@@ -400,7 +400,7 @@ class RunLogger:
         mlflow.set_tracking_uri(self.uri)
         if run_id:  # what the run already holds: never log it twice
             data = MlflowClient(self.uri).get_run(run_id).data
-            self._params, self._metric_keys = dict(data.params), set(data.metrics)
+            self._params, self._latest = dict(data.params), dict(data.metrics)
         run = mlflow.start_run(
             run_id=run_id,
             experiment_id=None if run_id else self.experiment_id,
@@ -425,18 +425,28 @@ class RunLogger:
     def metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
 
-        at = step or 0  # MLflow logs step None as 0
-        new = {k: float(v) for k, v in metrics.items() if at not in self._logged_steps(k)}
+        if step is None:  # a result (evaluation, importance): a rerun's new value must win
+            new = {
+                k: float(v)
+                for k, v in metrics.items()
+                if not (k in self._latest and math.isclose(self._latest[k], v, rel_tol=1e-9))
+            }
+            if new:
+                mlflow.log_metrics(new)
+                self._latest.update(new)
+            return
+        # a per-epoch curve: a resumed run skips the epochs it already holds
+        new = {k: float(v) for k, v in metrics.items() if step not in self._logged_steps(k)}
         if new:
             mlflow.log_metrics(new, step=step)
             for key in new:
-                self._steps.setdefault(key, set()).add(at)
+                self._steps.setdefault(key, set()).add(step)
 
     def _logged_steps(self, key: str) -> set[int]:
         """The steps of ``key`` the run already holds (looked up once per key)."""
         if key not in self._steps:
             self._steps[key] = set()
-            if key in self._metric_keys:
+            if key in self._latest:
                 from mlflow.tracking import MlflowClient
 
                 history = MlflowClient(self.uri).get_metric_history(self.run_id, key)
@@ -521,14 +531,20 @@ def _forget_active_run() -> None:
 
 
 def log_baselines(
-    uri: str, experiment_id: str, experiment: str, metrics: Mapping[str, Any], data_sha256: str
+    uri: str,
+    experiment_id: str,
+    experiment: str,
+    metrics: Mapping[str, Any],
+    data_sha256: str,
+    prepared_hash: str,
 ) -> list[str]:
     """One run per baseline forecast of metrics.json (persistence, climatology, ...),
     tagged ``pipeline.role=baseline``, with the model runs' metric names: the runs table
     and its charts then compare a model's skill with each baseline's, column by column.
 
-    A baseline's skill depends only on the data, so a run is reused for the same
-    ``data_sha256``; return the run ids."""
+    A baseline's skill depends only on the prepared data (the input files and the grid,
+    task and splits), so a run is reused for the same ``data_sha256`` and
+    ``prepared_hash``, its metrics replaced; return the run ids."""
     from mlflow.tracking import MlflowClient
 
     names = [name for name in metrics["mean_over_leads"] if name != "model"]
@@ -539,6 +555,7 @@ def log_baselines(
             f"{TAG_PREFIX}role": "baseline",
             f"{TAG_PREFIX}model": name,
             f"{TAG_PREFIX}data_sha256": data_sha256,
+            f"{TAG_PREFIX}config_hash": prepared_hash,
         }
         query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
         try:

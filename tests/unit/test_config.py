@@ -173,3 +173,19 @@ def test_config_reference_is_up_to_date() -> None:
     assert (REPO / "config" / "README.md").read_text() == config_reference(), (
         "regenerate with: python -m pipeline config-doc > config/README.md"
     )
+
+
+def test_a_new_token_in_a_url_changes_no_hash() -> None:
+    from pipeline.config import prepare_hash
+
+    def hashed(url: str) -> str:
+        cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+        cfg["datasets"]["enso_synth"] = {
+            "source": {"kind": "http", "url": url},
+            "variables": {"sst": None, "heat_content": None},
+        }
+        return prepare_hash(resolve_config(cfg), "enso")
+
+    base = "https://user:{}@example.org/enso.nc?token={}"
+    assert hashed(base.format("old", "old")) == hashed(base.format("new", "new"))
+    assert hashed(base.format("old", "old")) != hashed("https://example.org/other.nc")

@@ -304,3 +304,10 @@ def test_figures_are_300_dpi_png_with_a_pdf_beside(tmp_path: Path) -> None:
         assert np.allclose(png.info["dpi"], 300, atol=0.5)
     assert (tmp_path / "roc.pdf").read_bytes().startswith(b"%PDF")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["roc.pdf", "roc.png"]
+
+
+def test_a_large_sweep_still_gets_styles() -> None:
+    names = [f"cnn-k{k}-lr{lr}" for k in range(12) for lr in range(10)]  # 120 variants
+    styles = plots.forecast_styles([*names, "persistence"])
+    assert len(styles) == 121
+    assert len({styles[n] for n in names}) == plots.N_SLOTS  # every style used once first

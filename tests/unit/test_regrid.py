@@ -182,3 +182,11 @@ def test_peak_memory_is_bounded_by_the_chunk(tmp_path, tiny_enso) -> None:
     )
     assert large - small < 0.35 * data_growth, (small, large, data_growth)
     assert large < 0.5 * 20 * year_bytes, (large, 20 * year_bytes)
+
+
+@pytest.mark.parametrize("method", ["conservative", "linear"])
+def test_a_repeated_end_column_is_the_same_global_grid(method: str) -> None:
+    # many archives store 0..360 inclusive: the last column repeats the first
+    closed = field(lon=np.arange(0.0, 361.0, 2.0))
+    grid = {**GRID, "method": method}
+    np.testing.assert_allclose(regrid(closed, grid)["v"], regrid(field(), grid)["v"], rtol=1e-12)

@@ -165,3 +165,16 @@ def test_a_part_that_cannot_be_logged_marks_the_run_partial(
     state = read_state(tmp_path)
     assert state["jobs"]["importance"] == "partial"
     assert state["missing"]["importance"] == ["artifact importance.png", "metrics"]
+
+
+def test_a_rerun_evaluation_replaces_the_runs_results(
+    store: tuple[str, str], tmp_path: Path
+) -> None:
+    uri, exp = store
+    with RunLogger(uri, exp, job="train", state_dir=tmp_path, system_metrics=False) as train:
+        train.open("cnn-seed0", {"pipeline.model": "cnn"}, key="h")
+    for acc in (0.1, 0.5):  # evaluate, then evaluate again after a change
+        with RunLogger(uri, exp, job="evaluate", state_dir=tmp_path, system_metrics=False) as ev:
+            ev.reopen(train.run_id)
+            ev.metrics({"test_acc": acc})
+    assert MlflowClient(uri).get_run(train.run_id).data.metrics["test_acc"] == 0.5

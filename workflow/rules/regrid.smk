@@ -11,7 +11,7 @@ rule regrid:
     resources:
         mem_mb=4000,
     params:
-        dataset=lambda w: CFG["datasets"][w.dataset],
+        dataset=lambda w: dataset_params(CFG["datasets"][w.dataset]),
         grid=lambda w: grid_of(w.dataset),
     script:
         "../scripts/regrid.py"
