@@ -14,6 +14,7 @@ sys.path.insert(0, SRC)  # jobs do the same through workflow/scripts/_src.py
 
 from pipeline.config import check_config_files, resolve_config  # noqa: E402
 from pipeline.datacheck import check_local_datasets  # noqa: E402
+from pipeline.tasks import time_step  # noqa: E402
 
 # The default experiment, unless --configfile/--config give another: Snakemake would
 # otherwise deep-merge the two, leaking default models into a smaller config.
@@ -33,9 +34,8 @@ check_config_files(workflow.configfiles)
 # Clear errors naming the key, before any job runs. Keys sorted: rules' params are compared
 # by their text, so reordering or reformatting the YAML must not rerun anything.
 CFG = json.loads(json.dumps(resolve_config(config), sort_keys=True))
-check_local_datasets(
-    CFG
-)  # local files the task cannot use: header checks, before any job
+# local files the task cannot use: header checks, before any job
+check_local_datasets(CFG, step_of=time_step)
 validate(
     config, Path(workflow.basedir) / "config" / "schema.yaml"
 )  # Snakemake's own validation, filling defaults

@@ -28,6 +28,7 @@ TINY_CNN = {
         "scheduler": "none",
         "grad_clip": 0.0,
         "patience": 5,
+        "loss": "auto",
         "amp": "off",
         "device": "cpu",
         "deterministic": True,
@@ -104,10 +105,11 @@ def tiny_enso(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_prepared(tmp_path_factory: pytest.TempPathFactory, tiny_enso: dict) -> Path:
-    """A prepared.zarr built by the real regrid + prepare code from the tiny archive."""
+    """A prepared.zarr built from the tiny archive by the real regrid and prepare stages."""
     import xarray as xr
 
-    from pipeline.prepare import build_samples
+    from pipeline.io import sha256_file, write_zarr
+    from pipeline.prepare import prepare
     from pipeline.regrid import regrid
 
     grid = {
@@ -117,17 +119,26 @@ def tiny_prepared(tmp_path_factory: pytest.TempPathFactory, tiny_enso: dict) -> 
         "method": "conservative",
         "nan_threshold": 0.5,
     }
-    fields = regrid(xr.open_dataset(tiny_enso["data"]), grid)
-    task = {
-        "inputs": ["sst", "heat_content"],
-        "target": "nino34",
-        "target_variable": "sst",
-        "history": 2,
-        "leads": [1, 6],
+    folder = tmp_path_factory.mktemp("prepared")
+    write_zarr(regrid(xr.open_dataset(tiny_enso["data"]), grid), folder / "grid.zarr")
+    manifest = {
+        "dataset": "enso_synth",
+        "files": [
+            {"path": str(tiny_enso[role]), "role": role, "sha256": sha256_file(tiny_enso[role])}
+            for role in ("data", "truth")
+        ],
     }
-    splits = {"train": [1990, 2001], "val": [2002, 2005], "test": [2006, 2009]}
-    ds = build_samples(fields, task, splits, xr.open_dataset(tiny_enso["truth"]))
-    ds.attrs.update({"config_hash": "test", "data_sha256": "test"})
-    path = tmp_path_factory.mktemp("prepared") / "prepared.zarr"
-    ds.to_zarr(path, zarr_format=2, consolidated=True)
+    experiment = {
+        "task": {
+            "kind": "forecast",
+            "inputs": ["sst", "heat_content"],
+            "target": "nino34",
+            "target_variable": "sst",
+            "history": 2,
+            "leads": [1, 6],
+        },
+        "splits": {"train": [1990, 2001], "val": [2002, 2005], "test": [2006, 2009]},
+    }
+    path = folder / "prepared.zarr"
+    prepare([folder / "grid.zarr"], [manifest], experiment, "test", path)
     return path

@@ -11,11 +11,12 @@ from pipeline.logs import configure
 def _check(args: argparse.Namespace) -> int:
     from pipeline.config import ConfigError, load_config
     from pipeline.datacheck import check_local_datasets
+    from pipeline.tasks import time_step
     from pipeline.variables import DataError
 
     try:
         cfg = load_config(args.config)
-        check_local_datasets(cfg)
+        check_local_datasets(cfg, step_of=time_step)
     except (ConfigError, DataError) as err:
         print(err, file=sys.stderr)
         return 2

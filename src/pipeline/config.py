@@ -32,6 +32,7 @@ from pipeline.sources.urls import (
     redact_url,
     scheme_error,
 )
+from pipeline.tasks import check_task
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,16 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "databricks")
 
 #: Variables each synthetic generator writes (the truth sidecar is not an input).
-GENERATOR_VARIABLES = {"enso": ("sst", "heat_content")}
+GENERATOR_VARIABLES = {
+    "enso": ("sst", "heat_content"),
+    "extremes": ("TMQ", "U850", "V850", "PSL", "LABELS"),
+}
+#: Each generator's default record (sources.synthetic.write_enso, sources.extremes) and
+#: the fewest years it needs (ENSO: a monthly climatology and a few cycles).
+GENERATOR_YEARS = {
+    "enso": {"start_year": 1871, "years": 150, "min_years": 12},
+    "extremes": {"start_year": 1996, "years": 4, "min_years": 1},
+}
 
 #: Keys of a variant spec that belong to the training section rather than the model.
 TRAINING_KEYS = frozenset(
@@ -58,6 +68,7 @@ TRAINING_KEYS = frozenset(
         "scheduler",
         "grad_clip",
         "patience",
+        "loss",
         "amp",
         "device",
         "deterministic",
@@ -220,6 +231,15 @@ def dataset_variables(name: str, dataset: Mapping[str, Any]) -> tuple[str, ...]:
     )
 
 
+def experiment_variables(exp: Mapping[str, Any], config: Mapping[str, Any]) -> set[str]:
+    """Every variable the datasets of an experiment provide."""
+    return {
+        v
+        for name in experiment_datasets(exp)
+        for v in dataset_variables(name, config["datasets"][name])
+    }
+
+
 def _check_name(key: str, name: str) -> None:
     """Names become folders and Snakemake wildcards: refuse ``..``, ``/``, regex characters."""
     if not SAFE_NAME.fullmatch(name) or ".." in name:
@@ -255,8 +275,9 @@ def dataset_years(dataset: Mapping[str, Any]) -> tuple[int, int] | None:
     """First and last year a dataset holds, when the config alone can tell (else None)."""
     source = dataset["source"]
     if source["kind"] == "synthetic":
-        first = source.get("start_year", 1871)
-        return first, first + source.get("years", 150) - 1
+        defaults = GENERATOR_YEARS[source["generator"]]
+        first = source.get("start_year", defaults["start_year"])
+        return first, first + source.get("years", defaults["years"]) - 1
     if source["kind"] == "http" and "{year}" in source["url"] and source.get("year_range"):
         return tuple(source["year_range"])
     return None
@@ -278,9 +299,12 @@ def _check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
     _check_name("datasets", name)
     source = dataset["source"]
     if source["kind"] == "synthetic":
-        years = source.get("years", 150)
-        if years < 12:
-            raise ConfigError(f"datasets.{name}.source.years", "needs at least 12 years")
+        defaults = GENERATOR_YEARS[source["generator"]]
+        if source.get("years", defaults["years"]) < defaults["min_years"]:
+            raise ConfigError(
+                f"datasets.{name}.source.years",
+                f"the {source['generator']} generator needs at least {defaults['min_years']} years",
+            )
     if source["kind"] in SCHEMES:
         problem = scheme_error(source["kind"], source["url"])
         if problem:
@@ -292,29 +316,6 @@ def _check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
                 name,
             )
     dataset_variables(name, dataset)
-
-
-def _check_sample_fits(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-    """Each split must hold one sample window, inside the years the data cover."""
-    task = exp["task"]
-    needed = task["history"] + max(task["leads"])
-    for part in ("train", "val", "test"):
-        start, end = exp["splits"][part]
-        months = 12 * (end - start + 1)
-        if months < needed:
-            raise ConfigError(
-                f"{key}.splits.{part}",
-                f"{start}-{end} has {months} months, but one sample needs history + longest "
-                f"lead = {task['history']} + {max(task['leads'])} = {needed} months inside it",
-            )
-        for ds_name in experiment_datasets(exp):
-            years = dataset_years(config["datasets"][ds_name])
-            if years and not (years[0] <= start and end <= years[1]):
-                raise ConfigError(
-                    f"{key}.splits.{part}",
-                    f"years {start}-{end} lie outside dataset '{ds_name}', which covers "
-                    f"{years[0]}-{years[1]}",
-                )
 
 
 def _check_experiment(name: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:
@@ -334,26 +335,7 @@ def _check_experiment(name: str, exp: Mapping[str, Any], config: Mapping[str, An
                 f"variable '{var}' is not provided by the dataset(s) (they provide: "
                 f"{', '.join(sorted(provided))})",
             )
-    if task["target_variable"] not in provided:
-        raise ConfigError(
-            f"{key}.task.target_variable",
-            f"variable '{task['target_variable']}' is not provided by the dataset(s)",
-        )
-    for i, lead in enumerate(task["leads"]):
-        if lead <= 0:
-            raise ConfigError(
-                f"{key}.task.leads[{i}]", f"leads must be positive months, got {lead}"
-            )
-    if len(set(task["leads"])) != len(task["leads"]):
-        raise ConfigError(f"{key}.task.leads", "contains duplicates")
-    for i, lead in enumerate(exp["importance"].get("leads", [])):
-        if lead not in task["leads"]:
-            raise ConfigError(
-                f"{key}.importance.leads[{i}]",
-                f"lead {lead} is not one of the task's leads {task['leads']}",
-            )
     _check_splits(f"{key}.splits", exp["splits"])
-    _check_sample_fits(key, exp, config)
     grid = exp["grid"]
     for axis in ("lat", "lon"):
         lo, hi = grid[axis]
@@ -398,6 +380,13 @@ def _format_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "_".join(_format_value(v) for v in value)
     return str(value)
+
+
+def option_key(key: str, exp: Mapping[str, Any], variant: Mapping[str, Any], option: str) -> str:
+    """The config key that set a variant's training ``option``: its sweep, or training."""
+    if option in exp.get("sweep", {}).get(variant["base"], {}):
+        return f"{key}.sweep.{variant['base']}.{option}"
+    return f"{key}.training.{option}"
 
 
 def variant_name(model: str, overrides: Mapping[str, Any]) -> str:
@@ -485,6 +474,7 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     for name, exp in resolved["experiments"].items():
         _check_experiment(name, exp, resolved)
         exp["variants"] = expand_variants(exp, name)
+        check_task(f"experiments.{name}", exp, resolved)
     _check_shared_grids(resolved)
     return resolved
 

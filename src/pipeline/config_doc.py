@@ -43,9 +43,17 @@ def _rows(schema: Mapping[str, Any], root: Mapping[str, Any], prefix: str) -> It
         resolved = root["$defs"][sub["$ref"].split("/")[-1]] if "$ref" in sub else sub
         default = f"`{json.dumps(sub['default'])}`" if "default" in sub else ""
         description = " ".join(str(sub.get("description", resolved.get("description", ""))).split())
+        if schema.get("description", "").startswith("kind:"):
+            description = f"({schema['description'].rstrip('.')}) {description}"
         yield f"| `{key}` | {_type(resolved)} | {default} | {description} |"
         if resolved.get("type") == "object":
             yield from _rows(resolved, root, f"{key}.")
+    for part in schema.get("allOf", []):  # a branch per kind: its keys, marked as such
+        for branch in (part.get("then"), part.get("else")):
+            if branch and "$ref" in branch:
+                resolved = root["$defs"][branch["$ref"].split("/")[-1]]
+                rows = _rows(resolved, root, prefix)
+                yield from (r for r in rows if not r.startswith(f"| `{prefix}kind`"))
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict) and (extra.get("properties") or "$ref" in extra):
         yield from _rows(extra, root, f"{prefix}<name>.")

@@ -1,20 +1,24 @@
 """Can the data serve the task? Every data check, in one place, so every path says the same.
 
-Gridded forecast experiments need monthly maps on a regular lat-lon grid. What the file
-headers can tell (variables present, dimensions, grid type, time step, order, duplicates,
-gaps, years covered) is checked from metadata only: by ``check_local_datasets`` before
-any job runs (the Snakefile and ``python -m pipeline check``), and by the regrid job on
-the files it opens, whatever the source kind (``check_files``, called by
-pipeline.regrid.open_raw). What only the values tell is checked where the values stream
-anyway: infinities chunk by chunk during the regrid (``guard_finite``), all-missing
-variables and the years covered in prepare (``check_fields``). Each error is a DataError
-naming the file and the variable, saying what is wrong and what to do.
+Gridded experiments need maps on a regular lat-lon grid; forecast experiments need them
+monthly (``time_step="monthly"``), while snapshot tasks such as segmentation take any
+time steps in order without duplicates (``time_step=None``). What the file headers can
+tell (variables present, dimensions, grid type, time step, order, duplicates, gaps,
+years covered) is checked from metadata only: by ``check_local_datasets`` before any job
+runs (the Snakefile and ``python -m pipeline check``), and by the regrid job on the files
+it opens, whatever the source kind (``check_files``, called by pipeline.regrid.open_raw).
+What only the values tell is checked where the values stream anyway: infinities chunk by
+chunk during the regrid (``guard_finite``), all-missing variables and the years covered
+in prepare (``check_fields``). Each error is a DataError naming the file and the
+variable, saying what is wrong and what to do. Files in ClimateNet's archive layout are
+read one time step per date (pipeline.sources.climatenet), their unreadable files named
+in a warning and skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dask.array
@@ -24,7 +28,8 @@ import xarray as xr
 
 from pipeline.config import ConfigError, experiment_datasets
 from pipeline.sources import NoMatchError, local_paths
-from pipeline.variables import DataError, standardise_coords
+from pipeline.sources.climatenet import is_climatenet, open_climatenet
+from pipeline.variables import MISSING_LABEL, DataError, is_categorical, standardise_coords
 
 SUPPORTED = (
     "gridded forecast experiments need monthly maps on a regular lat-lon grid "
@@ -35,6 +40,10 @@ SPLITS = ("train", "val", "test")
 
 #: A variable's time steps across its files, and the file of each step (for messages).
 Timeline = tuple[pd.Index, list[str]]
+#: What a task needs of the time axis: "monthly" steps, or None (any steps, in order).
+TimeStep = str | None
+#: The time step each experiment needs, from its config (its task's; see tasks.md).
+StepOf = Callable[[Mapping[str, Any]], TimeStep]
 
 
 def open_file(path: str, chunks: Mapping[str, int] | None = None) -> xr.Dataset:
@@ -46,6 +55,24 @@ def open_file(path: str, chunks: Mapping[str, int] | None = None) -> xr.Dataset:
         return xr.open_dataset(path, chunks=chunks)
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: cannot open it as NetCDF or Zarr: {err}") from err
+
+
+def open_files(
+    paths: Sequence[str],
+    chunks: Mapping[str, int] | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> dict[str, xr.Dataset]:
+    """A dataset's files, lazily, by path: one dataset per file, or per time step for
+    ClimateNet's archive layout (all file names ``data-YYYY-MM-DD-HH-R_N.nc``), which
+    keeps only the raw ``variables`` the config asks for (its files hold 16 channels)."""
+    if is_climatenet(paths):
+        return open_climatenet(paths, chunks, wanted_variables(xr.Dataset(), variables) or None)
+    return {path: open_file(path, chunks) for path in paths}
+
+
+def _files(files: Sequence[str]) -> str:
+    """Up to three file names, or the first and how many more (messages stay readable)."""
+    return ", ".join(files) if len(files) <= 3 else f"{files[0]} (+{len(files) - 1} files)"
 
 
 def _names(names: Sequence[str]) -> str:
@@ -113,6 +140,13 @@ def _time_index(ds: xr.Dataset, names: Sequence[str], path: str) -> pd.Index:
     return index
 
 
+def _concat(indexes: Sequence[pd.Index]) -> pd.Index:
+    """Time indexes one after the other (pandas' append would drop a CFTimeIndex's type)."""
+    if isinstance(indexes[0], xr.CFTimeIndex):
+        return xr.CFTimeIndex(np.concatenate([np.asarray(i) for i in indexes]))
+    return indexes[0].append(list(indexes[1:]))
+
+
 def _month(index: pd.Index, i: int) -> str:
     return f"{index[i].year:04d}-{index[i].month:02d}"
 
@@ -130,8 +164,15 @@ def _step_name(days: float) -> str:
     return f"{days:g}-day"
 
 
-def check_time(index: pd.Index, files: Sequence[str], names: Sequence[str]) -> None:
-    """One step a month, in order, no duplicate and no missing month.
+def _when(index: pd.Index, i: int, time_step: TimeStep) -> str:
+    return _month(index, i) if time_step == "monthly" else str(index[i])
+
+
+def check_time(
+    index: pd.Index, files: Sequence[str], names: Sequence[str], time_step: TimeStep = "monthly"
+) -> None:
+    """In order and no duplicate; with ``time_step="monthly"`` also one step a month and no
+    missing month.
 
     ``index`` holds the time steps of ``names`` across their files, files in order of
     their first step; ``files[i]`` is the file of step ``i``, so errors name the file.
@@ -139,34 +180,39 @@ def check_time(index: pd.Index, files: Sequence[str], names: Sequence[str]) -> N
     if len(index) < 2:
         return
     days = np.asarray((index - index[0]) / pd.Timedelta(days=1), dtype=float)
-    step = float(np.median(np.diff(np.unique(days))))
-    if not 27 <= step <= 32:
-        raise DataError(
-            f"{files[0]}: {_names(names)} has a {_step_name(step)} time step; {SUPPORTED}. "
-            "Average it to monthly means first, e.g. `cdo monmean in.nc out.nc`"
-        )
-    months = np.asarray(index.year, dtype=int) * 12 + np.asarray(index.month, dtype=int)
+    slots = days
+    if time_step == "monthly":
+        step = float(np.median(np.diff(np.unique(days))))
+        if not 27 <= step <= 32:
+            raise DataError(
+                f"{files[0]}: {_names(names)} has a {_step_name(step)} time step; {SUPPORTED}. "
+                "Average it to monthly means first, e.g. `cdo monmean in.nc out.nc`"
+            )
+        slots = np.asarray(index.year, dtype=int) * 12 + np.asarray(index.month, dtype=int)
     back = np.flatnonzero(np.diff(days) < 0)
     if back.size:
         i = int(back[0]) + 1
         raise DataError(
-            f"{files[i]}: {_names(names)} has time steps out of order ({_month(index, i)} "
-            f"comes after {_month(index, i - 1)}); sort it by time, e.g. "
-            "`cdo sorttimestamp in.nc out.nc`"
+            f"{files[i]}: {_names(names)} has time steps out of order "
+            f"({_when(index, i, time_step)} comes after {_when(index, i - 1, time_step)}); "
+            "sort it by time, e.g. `cdo sorttimestamp in.nc out.nc`"
         )
-    same = np.flatnonzero(np.diff(months) == 0)
+    same = np.flatnonzero(np.diff(slots) == 0)
     if same.size:
         i = int(same[0]) + 1
         both = files[i] if files[i] == files[i - 1] else f"{files[i - 1]} and {files[i]}"
+        why = "would shift every target by a step" if time_step == "monthly" else "repeat a sample"
+        where = "in" if time_step == "monthly" else "at"
         raise DataError(
-            f"{both}: {_names(names)} has two time steps in {_month(index, i)} (duplicate "
-            "time steps would shift every target by a step); remove the duplicates, or the "
-            "file given twice"
+            f"{both}: {_names(names)} has two time steps {where} {_when(index, i, time_step)} "
+            f"(duplicate time steps {why}); remove the duplicates, or the file given twice"
         )
-    gaps = np.flatnonzero(np.diff(months) > 1)
+    if time_step != "monthly":
+        return
+    gaps = np.flatnonzero(np.diff(slots) > 1)
     if gaps.size:
         i = int(gaps[0])
-        missing = int(months[i + 1] - months[i] - 1)
+        missing = int(slots[i + 1] - slots[i] - 1)
         both = files[i] if files[i] == files[i + 1] else f"{files[i]} and {files[i + 1]}"
         raise DataError(
             f"{both}: {_names(names)} misses {missing} month(s) after {_month(index, i)} "
@@ -177,11 +223,15 @@ def check_time(index: pd.Index, files: Sequence[str], names: Sequence[str]) -> N
 
 
 def check_files(
-    files: Mapping[str, xr.Dataset], variables: Mapping[str, Any] | None, dataset: str
+    files: Mapping[str, xr.Dataset],
+    variables: Mapping[str, Any] | None,
+    dataset: str,
+    time_step: TimeStep = "monthly",
 ) -> dict[str, Timeline]:
     """Check the opened files of one dataset from metadata; return each variable's timeline.
 
-    Raises DataError naming the file and the variable when the data cannot serve the task.
+    Raises DataError naming the file and the variable when the data cannot serve a task
+    that needs ``time_step`` (see check_time).
     """
     found: dict[str, list[tuple[str, pd.Index]]] = {}
     for path, raw in files.items():
@@ -201,9 +251,9 @@ def check_files(
     timelines = {}
     for name, parts in found.items():
         parts.sort(key=lambda part: part[1][0])
-        index = parts[0][1].append([p[1] for p in parts[1:]]) if len(parts) > 1 else parts[0][1]
+        index = _concat([idx for _, idx in parts])
         paths = [path for path, idx in parts for _ in range(len(idx))]
-        check_time(index, paths, [name])
+        check_time(index, paths, [name], time_step)
         timelines[name] = (index, paths)
     return timelines
 
@@ -214,16 +264,18 @@ def check_coverage(
     names: Sequence[str],
     splits: Mapping[str, Sequence[int]],
     key: str,
+    time_step: TimeStep = "monthly",
 ) -> None:
-    """Every month of every split's years is a time step of ``names`` (in ``files``): never
-    train on a fraction of the years asked for. ``key`` is the config path of the splits."""
+    """Every split's years are in the time steps of ``names`` (in ``files``): every month
+    of them for monthly steps, never training on a fraction of the years asked for; at
+    least one time step otherwise (snapshots). ``key`` is the config path of the splits."""
     have = set(np.asarray(index.year, dtype=int) * 12 + np.asarray(index.month, dtype=int))
     for part in SPLITS:
         start, end = splits[part]
         asked = range(start * 12 + 1, end * 12 + 13)
         absent = sum(m not in have for m in asked)
-        if absent:
-            where = ", ".join(dict.fromkeys(files))
+        if absent == len(asked) or (absent and time_step == "monthly"):
+            where = _files(list(dict.fromkeys(files)))
             span = f"{_month(index, 0)} to {_month(index, -1)}" if len(index) else "no month"
             raise DataError(
                 f"{where}: {_names(names)}: the data cover {span}, but {key}.{part} asks for "
@@ -258,16 +310,26 @@ def guard_finite(ds: xr.Dataset, path: str, names: Sequence[str]) -> xr.Dataset:
 
 
 def check_fields(
-    fields: xr.Dataset, files: Sequence[str], splits: Mapping[str, Sequence[int]]
+    fields: xr.Dataset,
+    files: Sequence[str],
+    splits: Mapping[str, Sequence[int]],
+    time_step: TimeStep = "monthly",
 ) -> None:
-    """Regridded fields of one dataset (from ``files``): every split year present, and
-    every variable with valid values on the experiment grid."""
-    where = ", ".join(files) if len(files) <= 3 else f"{files[0]} (+{len(files) - 1} files)"
+    """Regridded fields of one dataset (from ``files``): every split year present (see
+    check_coverage), and every variable with valid values (labels: not -1) on the
+    experiment grid."""
+    where = _files(files)
     check_coverage(
-        fields.indexes["time"], [where], list(map(str, fields.data_vars)), splits, "splits"
+        fields.indexes["time"],
+        [where],
+        list(map(str, fields.data_vars)),
+        splits,
+        "splits",
+        time_step,
     )
     for name, da in fields.data_vars.items():
-        if int(da.count()) == 0:
+        valid = da != MISSING_LABEL if is_categorical(da) else da.notnull()
+        if not bool(valid.any()):
             raise DataError(
                 f"{where}: variable '{name}' has no valid value on the experiment grid in "
                 f"the split years: the data are all missing (NaN) there, or their domain "
@@ -275,11 +337,17 @@ def check_fields(
             )
 
 
-def check_local_datasets(config: Mapping[str, Any]) -> None:
+def _monthly(exp: Mapping[str, Any]) -> TimeStep:
+    return "monthly"
+
+
+def check_local_datasets(config: Mapping[str, Any], step_of: StepOf = _monthly) -> None:
     """Check, from file headers only, every local dataset an experiment uses.
 
     Call it right after pipeline.config.resolve_config, before any job runs. Globs under
     ``source.path`` resolve from the working directory (as the download stage does).
+    ``step_of(experiment)`` is the time step the experiment's task needs (check_time);
+    a dataset is checked for the strictest of its experiments' needs.
     """
     for name, dataset in config["datasets"].items():
         users = [
@@ -293,14 +361,14 @@ def check_local_datasets(config: Mapping[str, Any]) -> None:
             paths = local_paths(name, dataset["source"])
         except NoMatchError as err:
             raise ConfigError(err.key, err.detail) from err
+        steps = {exp_name: step_of(exp) for exp_name, exp in users}
+        step = "monthly" if "monthly" in steps.values() else None
         with contextlib.ExitStack() as stack:
-            files = {}
-            for path in map(str, paths):
-                files[path] = open_file(path)
-                stack.callback(files[path].close)
-            timelines = check_files(files, dataset.get("variables"), name)
+            files = open_files(list(map(str, paths)), variables=dataset.get("variables"))
+            for ds in files.values():
+                stack.callback(ds.close)
+            timelines = check_files(files, dataset.get("variables"), name, step)
         for exp_name, exp in users:
             for var, (index, var_files) in timelines.items():
-                check_coverage(
-                    index, var_files, [var], exp["splits"], f"experiments.{exp_name}.splits"
-                )
+                key = f"experiments.{exp_name}.splits"
+                check_coverage(index, var_files, [var], exp["splits"], key, steps[exp_name])

@@ -25,6 +25,15 @@ import pandas as pd
 import torch
 
 Predict = Callable[[object], object]
+#: Per-sample loss of a batch of outputs against targets, (batch,); higher is worse.
+SampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def squared_error(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared error over every output of a sample (the default loss)."""
+    return ((pred.reshape(len(pred), -1) - y.reshape(len(y), -1)) ** 2).mean(dim=-1)
+
+
 COLUMNS = ["method", "pass", "group", "score", "ci_low", "ci_high", "rank", "increment"]
 
 
@@ -60,7 +69,9 @@ def variable_lag_groups(
 class _Scorer:
     """Per-sample losses of K masked permutations of X, batched on the model's device."""
 
-    def __init__(self, predict: Predict, X: np.ndarray, y: np.ndarray, batch_size: int):
+    def __init__(
+        self, predict: Predict, X: np.ndarray, y: np.ndarray, batch_size: int, loss: SampleLoss
+    ):
         self.is_torch = isinstance(predict, torch.nn.Module)
         self.device = (
             next(predict.parameters()).device
@@ -69,8 +80,10 @@ class _Scorer:
         )
         self.predict = predict
         self.X = torch.as_tensor(np.asarray(X)).to(self.device)
-        self.y = torch.as_tensor(np.asarray(y, dtype=np.float64)).to(self.device)
-        self.batch_size = batch_size
+        y = np.asarray(y)
+        y = y if np.issubdtype(y.dtype, np.integer) else y.astype(np.float64)
+        self.y = torch.as_tensor(y).to(self.device)
+        self.batch_size, self.loss = batch_size, loss
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.is_torch:
@@ -81,14 +94,15 @@ class _Scorer:
         return out.to(self.device, torch.float64)
 
     def losses(self, masks: np.ndarray | None, order: np.ndarray | None) -> torch.Tensor:
-        """(K, N) squared errors; ``masks`` (K, *sample) select what takes X[order].
+        """(K, N, G) per-sample losses (G: the loss's output columns, 1 for a (batch,)
+        loss); ``masks`` (K, *sample) select what takes X[order].
 
         Each forward pass holds K copies of about ``batch_size / K`` samples, so memory
         (and cache use) stays bounded by ``batch_size`` rows whatever K is.
         """
         n = len(self.X)
         k = 1 if masks is None else len(masks)
-        out = torch.empty((k, n), dtype=torch.float64, device=self.device)
+        out: torch.Tensor | None = None
         m = None if masks is None else torch.as_tensor(masks, device=self.device)
         perm = None if order is None else torch.as_tensor(order, device=self.device)
         step = max(1, self.batch_size // k)  # rows per forward pass stay near batch_size
@@ -100,8 +114,11 @@ class _Scorer:
             else:
                 stacked = torch.where(m[:, None], self.X[perm[idx]][None], xb[None])
             pred = self._forward(stacked.reshape(k * len(idx), *xb.shape[1:]))
-            err = (pred.reshape(k, len(idx), -1) - self.y[idx].reshape(1, len(idx), -1)) ** 2
-            out[:, idx] = err.mean(dim=-1)
+            y = self.y[idx].repeat(k, *([1] * (self.y.dim() - 1)))
+            losses = self.loss(pred, y).reshape(k, len(idx), -1).to(torch.float64)
+            if out is None:
+                out = torch.empty((k, n, losses.shape[-1]), dtype=torch.float64, device=self.device)
+            out[:, idx] = losses
         return out
 
 
@@ -128,6 +145,22 @@ def block_bootstrap_ci(
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def _pass_diffs(
+    scorer: _Scorer,
+    masks: np.ndarray,
+    base: torch.Tensor,
+    repeats: int,
+    seed: int,
+    t: int,
+) -> np.ndarray:
+    """(K, N, G) loss increases of K candidate masks in pass t, mean over the repeats;
+    paired differences, so exactly 0 where nothing changed."""
+    total = torch.zeros((len(masks), *base.shape), dtype=torch.float64, device=base.device)
+    for r in range(repeats):
+        total += scorer.losses(masks, permutation(seed, t, r, len(base))) - base[None]
+    return (total / repeats).cpu().numpy()  # pooled over r
+
+
 def permutation_importance(
     predict: Predict,
     X: np.ndarray,
@@ -140,30 +173,63 @@ def permutation_importance(
     block_length: int = 12,
     seed: int = 0,
     batch_size: int = 256,
+    loss: SampleLoss | None = None,
+    outputs: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Single- and/or multi-pass permutation importance; the loss is MSE (higher is worse).
+    """Single- and/or multi-pass permutation importance of a per-sample ``loss`` (higher
+    is worse; default: squared error, so scores are Delta MSE).
 
     Returns one row per (method, pass, group) with ``score`` = mean over repeats of the
-    loss increase over the unpermuted baseline (Delta MSE), its block-bootstrap 95%
-    interval, the ``rank`` (single: by score; multi: the pass that selected it) and,
-    for multi-pass, the ``increment`` over the previous pass. X is never modified.
+    loss increase over the unpermuted baseline, its block-bootstrap 95% interval, the
+    ``rank`` (single: by score; multi: the pass that selected it) and, for multi-pass, the
+    ``increment`` over the previous pass. X is never modified.
+
+    With ``outputs`` (e.g. classes), ``loss`` returns (batch, len(outputs)) and each
+    output is scored on its own column, in a column ``output``: one set of forward passes
+    serves every output in the single pass; multi-pass selects per output.
     """
     names = list(groups)
     sample_shape = np.shape(X)[1:]
     masks = np.stack([np.broadcast_to(groups[g], sample_shape) for g in names]).astype(bool)
-    scorer = _Scorer(predict, X, y, batch_size)
-    base = scorer.losses(None, None)[0]
+    scorer = _Scorer(predict, X, y, batch_size, loss or squared_error)
+    base = scorer.losses(None, None)[0]  # (N, G)
+    first = _pass_diffs(scorer, masks, base, repeats, seed, 1)
+    tables = []
+    for g in range(base.shape[1]):
+        rows = _rows(
+            scorer, masks, names, base, first, g, methods, repeats, bootstrap, block_length, seed
+        )
+        table = pd.DataFrame(rows, columns=COLUMNS)
+        tables.append(table if outputs is None else table.assign(output=outputs[g]))
+    return pd.concat(tables, ignore_index=True)
+
+
+def _rows(
+    scorer: _Scorer,
+    masks: np.ndarray,
+    names: list[str],
+    base: torch.Tensor,
+    first: np.ndarray,
+    g: int,
+    methods: Sequence[str],
+    repeats: int,
+    bootstrap: int,
+    block_length: int,
+    seed: int,
+) -> list[dict]:
+    """The rows of output column ``g``: pass 1 from ``first``, later passes computed."""
+    sample_shape = masks.shape[1:]
     rows: list[dict] = []
     n_passes = len(names) if "multi" in methods else 1
     frozen = np.zeros(sample_shape, dtype=bool)
     previous, chosen = 0.0, []
     for t in range(1, n_passes + 1):
         candidates = [i for i in range(len(names)) if i not in chosen]
-        cand_masks = masks[candidates] | frozen[None]
-        total = torch.zeros((len(candidates), len(base)), dtype=torch.float64, device=base.device)
-        for r in range(repeats):  # paired differences: exactly 0 where nothing changed
-            total += scorer.losses(cand_masks, permutation(seed, t, r, len(base))) - base[None]
-        diffs = (total / repeats).cpu().numpy()  # pooled over r
+        if t == 1:
+            diffs = first[..., g]
+        else:
+            diffs = _pass_diffs(scorer, masks[candidates] | frozen[None], base, repeats, seed, t)
+            diffs = diffs[..., g]
         scores = diffs.mean(axis=1)
         if t == 1 and "single" in methods:
             order = np.argsort(-scores, kind="stable")
@@ -200,4 +266,4 @@ def permutation_importance(
         previous = scores[best]
         chosen.append(candidates[best])
         frozen = frozen | masks[candidates[best]]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return rows

@@ -150,6 +150,12 @@ def roc_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndar
     return np.r_[0.0, (above - tps) / max(negatives, 1)], np.r_[0.0, tps / max(positives, 1)]
 
 
+def pr_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall of a binary problem, over all score thresholds (descending)."""
+    above, tps, positives = _cumulative_hits(labels, scores)
+    return tps / above, tps / max(positives, 1)
+
+
 def roc_auc(labels: ArrayLike, scores: ArrayLike) -> float:
     fpr, tpr = roc_curve(labels, scores)
     return float(np.trapezoid(tpr, fpr))

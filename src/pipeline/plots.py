@@ -7,9 +7,10 @@ Every forecast has one style (colour, marker, line) in every figure: see ``forec
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -20,6 +21,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from pipeline.io import atomic_path
+from pipeline.scores import group_order
 
 DPI = 300
 VECTOR_FORMAT = "pdf"
@@ -29,7 +31,7 @@ RMSE_LABEL = "RMSE (degC)"
 DMSE_LABEL = "ΔMSE (degC²)"
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def save(fig: plt.Figure, path: str | Path) -> Path:
     """Write ``path`` (PNG, 300 dpi) and the vector copy beside it; return ``path``."""
     path = Path(path)
     for target in (path, path.with_suffix(f".{VECTOR_FORMAT}")):
@@ -39,7 +41,7 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-def _titled(*parts: str) -> str:
+def titled(*parts: str) -> str:
     return ": ".join(p for p in parts if p)
 
 
@@ -90,6 +92,7 @@ MODEL_MARKERS = ("o", "s", "^", "v", "P", "X", "h", "<", ">", "p")
 # The default study's variants keep the same style whatever else an experiment holds.
 MODEL_SLOTS = {"cnn": 0, "resnet": 1, "lstm": 2, "convlstm": 3, "unet": 4}
 N_SLOTS = len(MODEL_COLORS) * len(MODEL_MARKERS)
+ENSEMBLE_SUFFIX = "-ensemble"  # a variant's seed ensemble (pipeline.summarize)
 
 
 def _model_style(slot: int) -> Style:
@@ -108,6 +111,8 @@ def forecast_styles(names: Iterable[str]) -> dict[str, Style]:
     models = sorted(
         (n for n in names if n not in REFERENCE_STYLES), key=lambda n: (n not in MODEL_SLOTS, n)
     )
+    ensembles = [n for n in models if n.endswith(ENSEMBLE_SUFFIX)]
+    models = [n for n in models if n not in ensembles]
     taken: set[int] = set()
     for name in models:
         slot = MODEL_SLOTS.get(name, zlib.crc32(name.encode()) % len(MODEL_COLORS))
@@ -115,6 +120,10 @@ def forecast_styles(names: Iterable[str]) -> dict[str, Style]:
             slot = (slot + 1) % N_SLOTS
         taken.add(slot)
         styles[name] = _model_style(slot)
+    for name in ensembles:  # its members' colour and marker, dashed
+        base = name.removesuffix(ENSEMBLE_SUFFIX)
+        member = styles.get(base) or forecast_styles([base])[base]
+        styles[name] = Style(member.color, member.marker, "--", member.lw + 0.4)
     return {n: styles[n] for n in names}
 
 
@@ -184,46 +193,49 @@ def loss_curves(history: pd.DataFrame, path: str | Path, title: str = "") -> Pat
             fontsize=8,
             color="tab:red",
         )
-    ax.set(xlabel="epoch", ylabel="loss: MSE (degC²)", title=_titled(title, "loss curves"))
+    ax.set(xlabel="epoch", ylabel="loss: MSE (degC²)", title=titled(title, "loss curves"))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     losses = history[["train_loss", "val_loss"]].to_numpy()
     if len(history) and np.all(losses > 0) and losses.max() > 10 * losses.min():
         ax.set_yscale("log")  # only where the losses span more than a decade
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ------------------------------------------------------------------------------ one run
 
 
-MODEL_KEY = "model"  # how metrics.json and the per-run figures name the run's own model
+def _per_lead(scores: pd.DataFrame, forecast: str, metric: str) -> pd.Series:
+    """One forecast's ``metric`` by lead (int) from a long-form score table."""
+    rows = scores[
+        (scores["forecast"] == forecast) & (scores["metric"] == metric) & (scores["group"] != "all")
+    ]
+    value = "mean" if "mean" in rows else "value"
+    return rows.set_index(rows["group"].astype(int))[value].sort_index()
 
 
-def skill_vs_lead(metrics: dict, path: str | Path, title: str = "", model: str = MODEL_KEY) -> Path:
-    """ACC and RMSE against lead time, for the model (drawn as ``model``), the baselines and
-    the oracle (a skill ceiling, not a forecast)."""
-    leads = metrics["leads"]
-    first = metrics["per_lead"][str(leads[0])]
-    keys = [MODEL_KEY, *(n for n in REFERENCE_STYLES if n in first)]
-    styles = forecast_styles([model if k == MODEL_KEY else k for k in keys])
+def skill_vs_lead(scores: pd.DataFrame, path: str | Path, title: str = "", model: str = "") -> Path:
+    """ACC and RMSE against lead time, for the run's network ``model``, the baselines and
+    the oracle (a skill ceiling, not a forecast), from the run's long-form scores."""
+    names = [model, *(n for n in REFERENCE_STYLES if n in set(scores["forecast"]))]
+    styles = forecast_styles(names)
+    leads = sorted(_per_lead(scores, model, "acc").index)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, score, label in ((axes[0], "acc", ACC_LABEL), (axes[1], "rmse", RMSE_LABEL)):
-        for key in keys:
-            name = model if key == MODEL_KEY else key
-            values = [metrics["per_lead"][str(lead)][key][score] for lead in leads]
-            values = [np.nan if v is None else v for v in values]
-            if not np.isfinite(values).any():
+        for name in names:
+            values = _per_lead(scores, name, score)
+            if not np.isfinite(values.to_numpy(dtype=float)).any():
                 continue
             shown = "oracle (skill ceiling)" if name == "oracle" else name
-            ax.plot(leads, values, label=shown, **styles[name].kw())
+            ax.plot(values.index, values.to_numpy(), label=shown, **styles[name].kw())
         _lead_axis(ax, leads)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].axhline(0.5, color="grey", lw=0.6)
     axes[1].legend(fontsize=8)  # RMSE shows every forecast (climatology has no ACC)
-    fig.suptitle(_titled(title, "skill against lead time (test period)"))
-    return _save(fig, path)
+    fig.suptitle(titled(title, "skill against lead time (test period)"))
+    return save(fig, path)
 
 
 def index_timeseries(
@@ -253,8 +265,8 @@ def index_timeseries(
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("valid time (month forecast for)")
     axes[0, 0].legend(fontsize=8, ncol=len(forecasts) + 1)
-    fig.suptitle(_titled(title, f"{target} forecasts against observations (test period)"))
-    return _save(fig, path)
+    fig.suptitle(titled(title, f"{target} forecasts against observations (test period)"))
+    return save(fig, path)
 
 
 def scatter(
@@ -264,7 +276,7 @@ def scatter(
     path: str | Path,
     title: str = "",
     target: str = "Niño3.4",
-    model: str = MODEL_KEY,
+    model: str = "model",
 ) -> Path:
     """Predicted against observed, one panel per lead, with the 1:1 line."""
     fig, axes = plt.subplots(1, len(leads), figsize=(3 * len(leads), 3.4), squeeze=False)
@@ -282,8 +294,8 @@ def scatter(
         )
         ax.set_aspect("equal")
     axes[0, 0].set_ylabel(f"predicted {target} (degC)")
-    fig.suptitle(_titled(title, "predicted against observed (test period)"))
-    return _save(fig, path)
+    fig.suptitle(titled(title, "predicted against observed (test period)"))
+    return save(fig, path)
 
 
 def confusion_matrix(cm: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> Path:
@@ -311,7 +323,7 @@ def confusion_matrix(cm: np.ndarray, classes: list[str], path: str | Path, title
         title=title or "Confusion matrix",
     )
     fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of the observed class (recall)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def roc_curves(
@@ -328,7 +340,7 @@ def roc_curves(
         title=title or "ROC",
     )
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 IMPORTANCE_CAPTION = (
@@ -349,11 +361,20 @@ def importance_order(table: pd.DataFrame) -> list[str]:
     return sorted(every, key=lambda g: (-mean.get(g, -np.inf), g))
 
 
-def importance_bars(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """Delta-MSE with 95% intervals per group: a grid of panels, rows = method (wrapped
-    after a few leads), columns = lead, groups in one order (``importance_order``)."""
+def importance_bars(
+    table: pd.DataFrame,
+    path: str | Path,
+    title: str = "",
+    dim: str = "lead",
+    label: Callable[[str], str] = str,
+    xlabel: str = DMSE_LABEL,
+) -> Path:
+    """Loss increase with 95% intervals per input group: a grid of panels, rows = method
+    (wrapped after a few output groups), columns = the output groups of ``dim`` (leads,
+    classes), input groups in one order (``importance_order``)."""
     methods = [m for m in ("single", "multi") if m in set(table["method"])]
-    leads = sorted(set(table["lead"]))
+    table = table.assign(**{dim: table[dim].astype(str)})
+    leads = sorted(dict.fromkeys(table[dim]), key=group_order)
     order = importance_order(table)
     ncols = min(len(leads), IMPORTANCE_COLUMNS)
     wraps = -(-len(leads) // ncols)
@@ -374,7 +395,7 @@ def importance_bars(table: pd.DataFrame, path: str | Path, title: str = "") -> P
         for k, lead in enumerate(leads):
             ax = axes[r * wraps + k // ncols, k % ncols]
             ax.set_visible(True)
-            part = table[(table["method"] == method) & (table["lead"] == lead)]
+            part = table[(table["method"] == method) & (table[dim] == lead)]
             part = part.set_index("group").reindex(order)
             err = np.array([part["score"] - part["ci_low"], part["ci_high"] - part["score"]])
             ax.barh(
@@ -397,15 +418,15 @@ def importance_bars(table: pd.DataFrame, path: str | Path, title: str = "") -> P
                             color="white",
                         )
             ax.axvline(0, color="grey", lw=0.6)
-            ax.set_title(f"{method}-pass, {lead_label(lead)}", fontsize=9)
+            ax.set_title(f"{method}-pass, {label(lead)}", fontsize=9)
             ax.grid(axis="x", alpha=0.3)
-            ax.set_xlabel(DMSE_LABEL, fontsize=8)
+            ax.set_xlabel(xlabel, fontsize=8)
     axes[0, 0].set_yticks(y, order)
     axes[0, 0].invert_yaxis()
-    fig.suptitle(_titled(title, "permutation importance (test period)"))
+    fig.suptitle(titled(title, "permutation importance (test period)"))
     fig.text(0.01, 0.0, IMPORTANCE_CAPTION, fontsize=7, wrap=True, va="top")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ------------------------------------------------------------------------------ summary
@@ -416,8 +437,9 @@ def summary_skill(
 ) -> Path:
     """ACC against lead for every model (mean ± std over seeds) and the references; the
     best forecast at each lead ringed, and ``verdicts`` (one line per lead) written below."""
-    acc = table[(table["metric"] == "acc") & table["mean"].notna()]
-    models = sorted(acc[acc["is_model"]]["forecast"].unique())
+    acc = table[(table["metric"] == "acc") & table["mean"].notna() & (table["group"] != "all")]
+    acc = acc.assign(lead=acc["group"].astype(int))
+    models = sorted(acc[acc["role"].isin(("model", "ensemble"))]["forecast"].unique())
     references = [n for n in ("persistence", "linear", "oracle") if n in set(acc["forecast"])]
     styles = forecast_styles([*models, *references])
     leads = sorted(int(v) for v in acc["lead"].unique())
@@ -436,7 +458,7 @@ def summary_skill(
         part = acc[acc["forecast"] == name].sort_values("lead")
         label = "oracle (skill ceiling)" if name == "oracle" else name
         ax.plot(part["lead"], part["mean"], label=label, **styles[name].kw())
-    forecasts = acc[acc["forecast"] != "oracle"]
+    forecasts = acc[acc["role"] != "ceiling"]
     if len(forecasts):
         best = forecasts.loc[forecasts.groupby("lead")["mean"].idxmax()]
         ax.plot(
@@ -452,16 +474,23 @@ def summary_skill(
         )
     ax.axhline(0.5, color="grey", lw=0.6)
     _lead_axis(ax, leads)
-    ax.set(ylabel=f"{ACC_LABEL}, test period", title=_titled(title, "skill against lead time"))
+    ax.set(ylabel=f"{ACC_LABEL}, test period", title=titled(title, "skill against lead time"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     if verdicts:
         fig.text(0.01, 0.0, "\n".join(verdicts), fontsize=7.5, va="top", family="monospace")
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def importance_heatmap(importance: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """Single-pass Delta MSE (mean over seeds), variable x lead, one panel per model."""
+def importance_heatmap(
+    importance: pd.DataFrame,
+    path: str | Path,
+    title: str = "",
+    dim: str = "lead",
+    xlabel: str = DMSE_LABEL,
+) -> Path:
+    """Single-pass loss increase (mean over seeds), input group x ``dim`` (lead, class),
+    one panel per model."""
     single = importance[importance["method"] == "single"]
     variants = sorted(single["variant"].unique())
     order = importance_order(single)
@@ -473,18 +502,20 @@ def importance_heatmap(importance: pd.DataFrame, path: str | Path, title: str = 
         squeeze=False,
         sharey=True,
     )
-    grid = single.groupby(["variant", "group", "lead"])["score"].mean()
+    single = single.assign(**{dim: single[dim].astype(str)})
+    columns = sorted(dict.fromkeys(single[dim]), key=group_order)
+    grid = single.groupby(["variant", "group", dim])["score"].mean()
     vmax = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
     image = None
     for ax, variant in zip(axes[0], variants, strict=True):
-        frame = grid.loc[variant].unstack("lead").reindex(order)
+        frame = grid.loc[variant].unstack(dim).reindex(index=order, columns=columns)
         image = ax.imshow(frame.to_numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
         ax.set_xticks(range(frame.shape[1]), frame.columns)
         ax.set_yticks(range(frame.shape[0]), frame.index)
-        ax.set(title=variant, xlabel=LEAD_LABEL)
-    fig.colorbar(image, ax=axes[0].tolist(), label=f"{DMSE_LABEL}, single-pass")
-    fig.suptitle(_titled(title, "single-pass permutation importance, mean over seeds"))
-    return _save(fig, path)
+        ax.set(title=variant, xlabel=LEAD_LABEL if dim == "lead" else dim)
+    fig.colorbar(image, ax=axes[0].tolist(), label=f"{xlabel}, single-pass")
+    fig.suptitle(titled(title, "single-pass permutation importance, mean over seeds"))
+    return save(fig, path)
 
 
 def _degrees(hemispheres: str, wrap: bool) -> FuncFormatter:
@@ -500,10 +531,13 @@ def _degrees(hemispheres: str, wrap: bool) -> FuncFormatter:
     return FuncFormatter(label)
 
 
-def _map(ax: plt.Axes, da, vmin: float, vmax: float, title: str):
-    mesh = ax.pcolormesh(
-        da["lon"], da["lat"], da.values, cmap="RdBu_r", vmin=vmin, vmax=vmax, shading="auto"
-    )
+def draw_map(
+    ax: plt.Axes, da, vmin: float, vmax: float, title: str, cmap: Any = "RdBu_r", norm: Any = None
+):
+    """A lat-lon field on ``ax`` with degree tick labels and equal aspect; the mesh
+    (``norm``, e.g. class boundaries, replaces ``vmin``/``vmax``)."""
+    limits = {"norm": norm} if norm is not None else {"vmin": vmin, "vmax": vmax}
+    mesh = ax.pcolormesh(da["lon"], da["lat"], da.values, cmap=cmap, shading="auto", **limits)
     ax.set_title(title, fontsize=9)
     ax.set_aspect("equal")
     ax.xaxis.set_major_formatter(_degrees("WE", wrap=True))
@@ -538,7 +572,7 @@ def map_panels(data: dict, path: str | Path, title: str = "") -> Path:
     limit = _symmetric_limit(*inputs.values())
     mesh = None
     for ax, (name, da) in zip(axes[0], inputs.items(), strict=False):
-        mesh = _map(ax, da, -limit, limit, f"input: {name}")
+        mesh = draw_map(ax, da, -limit, limit, f"input: {name}")
     fig.colorbar(
         mesh, ax=axes[0, : len(inputs)].tolist(), shrink=0.85, label="normalised anomaly (σ)"
     )
@@ -548,9 +582,9 @@ def map_panels(data: dict, path: str | Path, title: str = "") -> Path:
         at = lead_label(forecast["lead"])
         titles = (f"predicted by {forecast['model']}, {at}", f"observed, {at}")
         for ax, da, name in zip(axes[1], pair, titles, strict=False):
-            mesh = _map(ax, da, -limit, limit, name)
+            mesh = draw_map(ax, da, -limit, limit, name)
         for ax in axes[1, 2:]:
             ax.set_visible(False)
         fig.colorbar(mesh, ax=axes[1, :2].tolist(), shrink=0.85, label=forecast["units"])
-    fig.suptitle(_titled(title, f"example: initialised {data['time']}"), fontsize=10)
-    return _save(fig, path)
+    fig.suptitle(titled(title, f"example: initialised {data['time']}"), fontsize=10)
+    return save(fig, path)

@@ -1,9 +1,9 @@
 """The prepare stage: regridded fields -> model-ready samples, with no leakage.
 
-Everything fitted (monthly climatology, normalisation statistics) uses the train years
-only, and the data must cover every month of every split's years. A sample is kept only
-if every month it touches (its input window and all its target times) lies in one split,
-so no target can fall in another split.
+The task (pipeline.tasks) builds the samples; this module checks the fields, gives the
+task the split of every time step and the train-only statistics it fits, and writes the
+store with its provenance (the task, the config hash and the input files' checksum).
+Everything fitted uses the train years only, and the data must cover every split's years.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 import xarray as xr
 
 from pipeline.datacheck import check_fields
-from pipeline.geo import index_series
 from pipeline.io import write_zarr
+from pipeline.tasks import get_task, time_step
 from pipeline.variables import DataError
 
 SPLITS = ("train", "val", "test")
@@ -36,18 +36,6 @@ def split_labels(time: xr.DataArray, splits: Mapping[str, Sequence[int]]) -> np.
     return labels
 
 
-def monthly_climatology(ds: xr.Dataset, train: np.ndarray) -> xr.Dataset:
-    """Mean annual cycle from the train time steps only."""
-    clim = ds.isel(time=np.flatnonzero(train)).groupby("time.month").mean("time")
-    if clim.sizes["month"] != 12:
-        raise DataError("the train years do not cover all 12 calendar months")
-    return clim
-
-
-def anomalies(ds: xr.Dataset, clim: xr.Dataset) -> xr.Dataset:
-    return (ds.groupby("time.month") - clim).drop_vars("month")
-
-
 def normalisation_stats(anom: xr.Dataset, train: np.ndarray, names: Sequence[str]) -> dict:
     """Mean and std of each input's anomalies over the train time steps and space."""
     train_anom = anom.isel(time=np.flatnonzero(train))
@@ -58,17 +46,6 @@ def normalisation_stats(anom: xr.Dataset, train: np.ndarray, names: Sequence[str
         if not stats[name]["std"] > 0:
             raise DataError(f"variable '{name}' has zero variance over the train years")
     return stats
-
-
-def sample_indices(labels: np.ndarray, history: int, leads: Sequence[int]) -> np.ndarray:
-    """Init indices t whose window [t-history+1, t+max(lead)] lies inside a single split."""
-    max_lead = max(leads)
-    keep = []
-    for t in range(history - 1, len(labels) - max_lead):
-        window = labels[t - history + 1 : t + max_lead + 1]
-        if window[0] and (window == window[0]).all():
-            keep.append(t)
-    return np.asarray(keep, dtype=int)
 
 
 def data_sha256(manifests: Sequence[Mapping[str, Any]]) -> str:
@@ -83,91 +60,6 @@ def data_sha256(manifests: Sequence[Mapping[str, Any]]) -> str:
 def load_truth(manifests: Sequence[Mapping[str, Any]]) -> xr.Dataset | None:
     paths = [f["path"] for m in manifests for f in m["files"] if f.get("role") == "truth"]
     return xr.open_dataset(paths[0]).load() if paths else None
-
-
-def build_samples(
-    fields: xr.Dataset,
-    task: Mapping[str, Any],
-    splits: Mapping[str, Sequence[int]],
-    truth: xr.Dataset | None = None,
-) -> xr.Dataset:
-    """Turn regridded fields (time, lat, lon) into the prepared sample dataset."""
-    inputs, target_var = list(task["inputs"]), task["target_variable"]
-    history, leads = task["history"], list(task["leads"])
-    names = list(dict.fromkeys([*inputs, target_var]))
-    missing = [n for n in names if n not in fields.data_vars]
-    if missing:
-        raise DataError(f"regridded data lacks {missing} (has {sorted(fields.data_vars)})")
-    fields = fields[names].load()
-    labels = split_labels(fields["time"], splits)
-    train = labels == "train"
-    if not train.any():
-        raise DataError(f"no time steps fall in the train years {splits['train']}")
-
-    clim = monthly_climatology(fields, train)
-    anom = anomalies(fields, clim)
-    stats = normalisation_stats(anom, train, inputs)
-    index = index_series(anom[target_var], task["target"])
-    if index.isnull().any():
-        raise DataError(f"the {task['target']} box has no valid ({target_var}) cells on this grid")
-
-    stacked = xr.concat(
-        [(anom[n] - stats[n]["mean"]) / stats[n]["std"] for n in inputs], dim="channel"
-    ).transpose("time", "channel", "lat", "lon")
-    mask = stacked.notnull().all("time")
-    filled = stacked.fillna(0.0).values.astype(np.float32)
-
-    init = sample_indices(labels, history, leads)
-    if len(init) == 0:
-        raise DataError("no sample fits inside any split: shorten history/leads or widen splits")
-    offsets = np.arange(-history + 1, 1)
-    target_idx = init[:, None] + np.asarray(leads)[None, :]
-    target_map = anom[target_var].transpose("time", "lat", "lon").values.astype(np.float32)
-
-    sample_vars: dict[str, Any] = {
-        "x": (("sample", "history", "channel", "lat", "lon"), filled[init[:, None] + offsets]),
-        "y": (("sample", "lead"), index.values[target_idx].astype(np.float32)),
-        "y_map": (("sample", "lead", "lat", "lon"), target_map[target_idx]),
-        "index_init": (("sample",), index.values[init].astype(np.float32)),
-        "split": (("sample",), labels[init].astype("<U5")),
-        "mask": (("channel", "lat", "lon"), mask.values),
-        "index_series": (("month_time",), index.values.astype(np.float32)),
-        "climatology": (("month", "channel_all", "lat", "lon"), _clim_array(clim, names)),
-    }
-    if truth is not None:
-        oracle = truth["oracle"].sel(time=fields["time"].values[init], lead=leads)
-        sample_vars["oracle"] = (("sample", "lead"), oracle.values.astype(np.float32))
-    out = xr.Dataset(
-        sample_vars,
-        coords={
-            "sample": np.arange(len(init)),
-            "time": ("sample", fields["time"].values[init]),
-            "lead": ("lead", np.asarray(leads), {"units": "months"}),
-            "history": ("history", offsets, {"units": "months relative to init"}),
-            "channel": ("channel", inputs),
-            "channel_all": ("channel_all", names),
-            "month": ("month", np.arange(1, 13)),
-            "month_time": ("month_time", fields["time"].values),
-            "lat": fields["lat"],
-            "lon": fields["lon"],
-        },
-    )
-    out["y"].attrs = {"long_name": f"{task['target']} anomaly at init + lead", "units": "degC"}
-    out["x"].attrs = {"long_name": "normalised anomalies; land (mask False) filled with 0"}
-    out.attrs = {
-        "target": task["target"],
-        "target_variable": target_var,
-        "history": history,
-        "leads": json.dumps(leads),
-        "splits": json.dumps({k: list(v) for k, v in splits.items()}),
-        "stats": json.dumps(stats),
-        "land_fill": 0.0,
-    }
-    return out
-
-
-def _clim_array(clim: xr.Dataset, names: Sequence[str]) -> np.ndarray:
-    return np.stack([clim[n].transpose("month", "lat", "lon").values for n in names], axis=1)
 
 
 def prepare(
@@ -189,18 +81,28 @@ def prepare(
     stores = [xr.open_zarr(p).sel(time=period) for p in grid_paths]
     for store, manifest in zip(stores, manifests, strict=True):
         files = [f["path"] for f in manifest["files"] if f.get("role", "data") == "data"]
-        check_fields(store, files, splits)
+        check_fields(store, files, splits, time_step(experiment))
     fields = xr.merge(stores, compat="override")
-    ds = build_samples(fields, experiment["task"], splits, load_truth(manifests))
-    ds.attrs.update({"config_hash": config_hash, "data_sha256": data_sha256(manifests)})
+    kind = experiment["task"]["kind"]
+    ds = get_task(kind).build_samples(fields, experiment, load_truth(manifests))
+    json_attrs = [k for k, v in ds.attrs.items() if isinstance(v, list | dict)]
+    ds.attrs.update({k: json.dumps(ds.attrs[k]) for k in json_attrs})
+    ds.attrs.update(
+        {
+            "task": kind,
+            "json_attrs": " ".join(json_attrs),
+            "config_hash": config_hash,
+            "data_sha256": data_sha256(manifests),
+        }
+    )
     chunks = {"sample": SAMPLE_CHUNK}
     write_zarr(ds.chunk({d: c for d, c in chunks.items() if d in ds.dims}), out)
     return ds
 
 
 def open_prepared(path: str | Path) -> xr.Dataset:
-    """Open a prepared store, decoding the JSON attrs."""
+    """Open a prepared store, decoding the attrs prepare wrote as JSON."""
     ds = xr.open_zarr(path)
-    for key in ("leads", "splits", "stats"):
+    for key in ds.attrs["json_attrs"].split():
         ds.attrs[key] = json.loads(ds.attrs[key])
     return ds

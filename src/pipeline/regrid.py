@@ -7,6 +7,11 @@ This module adds what archives need around it: coordinate conventions (lat ascen
 0..360 or -180..180 longitudes, the seam), NaN (land) masks, and regional domains: a source
 that does not cover all 360 degrees of longitude is never wrapped, so target cells outside
 it are NaN (as with CDO), never filled across the gap.
+
+Class labels (pipeline.variables.is_categorical) are never averaged: each target cell
+takes the class that covers most of it (CDO's ``remaplaf``), which is the area-weighted
+majority when coarsening and the class of the source cell holding the target cell when
+refining. They stay integers, with -1 where no class covers the cell.
 """
 
 from __future__ import annotations
@@ -17,16 +22,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import dask
+import dask.array
 import numpy as np
 import xarray as xr
 import xarray_regrid  # noqa: F401  (registers the .regrid accessor)
 from dask.diagnostics import ProgressBar
 
-from pipeline.conservative import regrid_conservative
-from pipeline.datacheck import check_files, guard_finite, open_file, wanted_variables
+from pipeline.conservative import latitude_weights, longitude_weights, regrid_conservative
+from pipeline.datacheck import TimeStep, check_files, guard_finite, open_files, wanted_variables
 from pipeline.io import write_zarr
-from pipeline.variables import DataError, derive_variables
+from pipeline.variables import MISSING_LABEL, DataError, derive_variables, is_categorical
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +115,80 @@ def linear_regional(source: xr.Dataset, target: xr.Dataset) -> xr.Dataset:
     return out.assign_coords(lat=target["lat"], lon=target["lon"])
 
 
+def regrid_quantities(
+    source: xr.Dataset, target: xr.Dataset, grid: Mapping[str, Any]
+) -> xr.Dataset:
+    """Continuous variables of ``source`` (normalise_coords applied) by ``grid["method"]``."""
+    if grid["method"] == "linear" and is_global_longitude(source["lon"].values):
+        return source.regrid.linear(target)
+    if grid["method"] == "linear":
+        return linear_regional(source, target)
+    return regrid_conservative(source, target, nan_threshold=grid["nan_threshold"])
+
+
+def label_classes(da: xr.DataArray) -> np.ndarray:
+    """The classes (non-negative integers) of a categorical variable: its CF
+    ``flag_values`` (other values count as unlabelled), else the values it holds (which
+    reads it once more)."""
+    if "flag_values" in da.attrs:
+        values = np.atleast_1d(np.asarray(da.attrs["flag_values"]))
+    elif isinstance(da.data, dask.array.Array):
+        values = dask.array.unique(da.data).compute()
+    else:
+        values = np.unique(da.values)
+    values = values[np.isfinite(values) & (values >= 0)]
+    return values.astype(np.int64)
+
+
+def as_labels(da: xr.DataArray, classes: np.ndarray) -> xr.DataArray:
+    """``da`` in the smallest signed integer type holding its classes and -1 (missing),
+    NaN (a decoded _FillValue) becoming -1."""
+    dtype = np.min_scalar_type(-int(classes.max(initial=0)) - 1)
+    return (da.fillna(MISSING_LABEL) if da.dtype.kind == "f" else da).astype(dtype)
+
+
+def regrid_labels(da: xr.DataArray, target: xr.Dataset, nan_threshold: float) -> xr.DataArray:
+    """Largest area fraction (CDO's ``remaplaf``): in each target cell, the class covering
+    most of it, by the exact spherical overlaps of pipeline.conservative. Coarsening, it
+    is the area-weighted majority; refining, the class of the source cell holding the
+    target cell (of the source cells it straddles, the class covering most of it). -1
+    where more than ``nan_threshold`` of the covered area is unlabelled (as for NaN in
+    conservative regridding) or nothing covers the cell. Exact ties go to the smaller
+    class. ``da``: normalise_coords applied."""
+    classes = np.union1d(label_classes(da), [0])  # never none: all-unlabelled gives all -1
+    labels = as_labels(da, classes)
+    w_lat = xr.DataArray(
+        latitude_weights(da["lat"].values, target["lat"].values), dims=("lat_out", "lat")
+    ).astype(np.float32)
+    w_lon = xr.DataArray(
+        longitude_weights(da["lon"].values, target["lon"].values), dims=("lon_out", "lon")
+    ).astype(np.float32)
+    onehot = [(labels == c).astype(np.float32) for c in classes]
+    areas = xr.concat(
+        [xr.dot(x, w_lat, w_lon, dim=["lat", "lon"], optimize=True) for x in onehot],
+        dim=xr.DataArray(classes, dims="class", name="class"),
+    )
+    labelled = areas.sum("class")
+    covered = w_lat.sum("lat") * w_lon.sum("lon")
+    keep = (labelled > 0) & (labelled >= (1 - nan_threshold) * covered)
+    out = areas.idxmax("class").where(keep, MISSING_LABEL).astype(labels.dtype)
+    out = out.rename({"lat_out": "lat", "lon_out": "lon"})
+    return out.assign_coords(lat=target["lat"], lon=target["lon"]).rename(da.name)
+
+
 def regrid(ds: xr.Dataset, grid: Mapping[str, Any]) -> xr.Dataset:
-    """Regrid ``ds`` (lazy or eager) onto ``grid``; returns a lazy result for dask input."""
+    """Regrid ``ds`` (lazy or eager) onto ``grid``; returns a lazy result for dask input.
+
+    Continuous variables follow ``grid["method"]``; categorical ones regrid_labels.
+    """
     target = target_grid(grid)
     source = normalise_coords(ds, lon_west=float(grid["lon"][0]))
-    if grid["method"] == "linear" and is_global_longitude(source["lon"].values):
-        out = source.regrid.linear(target)
-    elif grid["method"] == "linear":
-        out = linear_regional(source, target)
-    else:
-        out = regrid_conservative(source, target, nan_threshold=grid["nan_threshold"])
-    out = out.transpose(*(d for d in ("time", "lat", "lon") if d in out.dims), ...)
+    labels = [name for name, da in source.data_vars.items() if is_categorical(da)]
+    parts = [regrid_labels(source[name], target, grid["nan_threshold"]) for name in labels]
+    if len(labels) < len(source.data_vars):
+        parts.insert(0, regrid_quantities(source.drop_vars(labels), target, grid))
+    out = xr.merge(parts, join="exact", combine_attrs="override")[list(ds.data_vars)]
+    out = out.transpose("time", ..., "lat", "lon", missing_dims="ignore")
     for name in ds.data_vars:
         out[name].attrs = ds[name].attrs
     out["lat"].attrs = target["lat"].attrs
@@ -130,21 +198,25 @@ def regrid(ds: xr.Dataset, grid: Mapping[str, Any]) -> xr.Dataset:
 
 
 def open_raw(
-    manifest: Mapping[str, Any], time_chunk: int, variables: Mapping[str, Any] | None = None
+    manifest: Mapping[str, Any],
+    time_chunk: int,
+    variables: Mapping[str, Any] | None = None,
+    time_step: TimeStep = "monthly",
 ) -> xr.Dataset:
     """Open the data files of a download manifest lazily, chunked over time only.
 
     Every file is checked first (pipeline.datacheck, the same checks and messages as
-    before the workflow starts), and its ``variables`` are guarded against infinities
-    while the regrid streams them.
+    before the workflow starts, for a task needing ``time_step``), and its ``variables``
+    are guarded against infinities while the regrid streams them. ClimateNet's archive
+    layout is read one time step per date (pipeline.sources.climatenet).
     """
     paths = [f["path"] for f in manifest["files"] if f.get("role", "data") == "data"]
     if not paths:
         raise DataError(f"dataset '{manifest['dataset']}' has no data files in its manifest")
     with warnings.catch_warnings():  # archives' on-disk chunks rarely align with ours
         warnings.filterwarnings("ignore", "The specified chunks separate", UserWarning)
-        files = {p: open_file(p, {"time": time_chunk}) for p in paths}
-    check_files(files, variables, manifest["dataset"])
+        files = open_files(paths, {"time": time_chunk}, variables)
+    check_files(files, variables, manifest["dataset"], time_step)
     parts = [guard_finite(ds, path, wanted_variables(ds, variables)) for path, ds in files.items()]
     try:
         return xr.combine_by_coords(parts) if len(parts) > 1 else parts[0]
@@ -159,15 +231,21 @@ def regrid_dataset(
     grid: Mapping[str, Any],
     out: str | Path,
     threads: int = 1,
+    time_step: TimeStep = "monthly",
 ) -> xr.Dataset:
     """Open, harmonise and regrid one downloaded dataset, writing Zarr at ``out``.
 
     The dask graph runs on ``threads`` threads with a progress bar; each task holds one
-    time chunk, so memory stays bounded by ``grid.time_chunk``.
+    time chunk, so memory stays bounded by ``grid.time_chunk``. Continuous variables are
+    stored as float32, labels as integers (-1 missing). ``time_step`` is what the
+    dataset's experiments need (pipeline.datacheck.check_time).
     """
-    raw = open_raw(manifest, grid["time_chunk"], dataset_cfg.get("variables"))
+    raw = open_raw(manifest, grid["time_chunk"], dataset_cfg.get("variables"), time_step)
     ds = derive_variables(raw, dataset_cfg.get("variables"), source_name=manifest["dataset"])
-    out_ds = regrid(ds, grid).astype("float32")
+    out_ds = regrid(ds, grid)
+    out_ds = out_ds.assign(
+        {n: da.astype("float32") for n, da in out_ds.data_vars.items() if not is_categorical(da)}
+    )
     out_ds = out_ds.chunk({"time": grid["time_chunk"], "lat": -1, "lon": -1})
     for var in out_ds.variables.values():
         var.encoding.clear()

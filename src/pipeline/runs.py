@@ -1,5 +1,8 @@
 """The jobs of one (experiment, model, seed) run: train, evaluate, importance.
 
+Each calls the prepared data's task (pipeline.tasks) for what differs between kinds of
+study: the network's head and loss, the forecast, its baselines, scores and figures.
+
 Each writes its files under ``results/{experiment}/runs/{model}/seed{seed}/`` (the file
 contract in docs/reference.md) and logs to the run's single MLflow run: training opens
 it, evaluate and importance re-open it by the id in ``mlflow_run_id``.
@@ -13,24 +16,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 import yaml
 from tqdm.auto import tqdm
 
 from pipeline import plots
-from pipeline.baselines import baseline_forecasts
 from pipeline.importance import COLUMNS
 from pipeline.io import write_netcdf, write_text
-from pipeline.models.registry import predict_index
 from pipeline.prepare import open_prepared
+from pipeline.scores import write_scores
+from pipeline.tasks import prepared_task
+from pipeline.tasks.base import test_indices
 from pipeline.tracking import (
     RunLogger,
-    evaluation_metrics,
     flatten,
     importance_metrics,
     run_tags,
+    score_metrics,
 )
 from pipeline.train import CHECKPOINT, save_outputs, train_model
 
@@ -111,6 +114,13 @@ def train_job(
     return run_id
 
 
+def load_model(prepared, variant: Mapping[str, Any], model_path: str | Path) -> torch.nn.Module:
+    """Rebuild a run's network with its task's head and load its weights (a state_dict)."""
+    model = prepared_task(prepared).model(variant["model"], prepared)
+    model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
 def _resume_tracker(tracking_uri: str, run_id_path: str | Path, job: str) -> RunLogger:
     """Re-open the run that training created (evaluate and importance append to it)."""
     run_id = Path(run_id_path).read_text().strip()
@@ -137,12 +147,6 @@ def run_title(run_dir: str | Path) -> str:
     return f"{run_dir.parents[2].name} · {run_dir.parent.name} · seed {seed}"
 
 
-def _test_split(prepared) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and index targets of the test split."""
-    test = prepared["split"].values == "test"
-    return prepared["x"].values[test], prepared["y"].values[test]
-
-
 def evaluate_job(
     *,
     prepared_path: str | Path,
@@ -152,77 +156,30 @@ def evaluate_job(
     run_id_path: str | Path,
     tracking_uri: str,
     out_dir: str | Path,
-) -> dict:
-    """Forecast the test split, score against baselines and oracle, plot, log."""
-    from pipeline import evaluate as ev
-
+) -> pd.DataFrame:
+    """Forecast the test split, score it beside the baselines (the task's), plot, log."""
     out_dir = Path(out_dir)
     prepared = open_prepared(prepared_path).load()
-    model = ev.load_model(prepared, variant, model_path)
-    x_test, y_test = _test_split(prepared)
-    forecast = ev.predict(model, x_test)
-    baselines = baseline_forecasts(prepared, "test")
-    leads = [int(v) for v in prepared["lead"].values]
-    metrics = ev.lead_metrics(y_test, forecast["index"], baselines, leads)
-    ev.write_metrics(metrics, out_dir / "metrics.json")
-    predictions = ev.predictions_dataset(
-        prepared, {"prediction": forecast["index"], **baselines}, forecast.get("maps")
+    task = prepared_task(prepared)
+    model = load_model(prepared, variant, model_path)
+    outputs = task.predict(model, prepared["x"].values[test_indices(prepared)])
+    baselines = task.baselines(prepared)
+    roles = {variant_name: "model"}
+    roles |= {n: "ceiling" if n in task.ceilings else "baseline" for n in baselines}
+    forecasts = {variant_name: outputs["forecast"], **baselines}
+    scores = task.score(forecasts, roles, baselines, prepared)
+    write_scores(scores, out_dir / "metrics.csv")
+    write_netcdf(task.predictions(prepared, outputs, baselines), out_dir / "predictions.nc")
+    figures = task.run_figures(
+        prepared, outputs, baselines, scores, variant_name, out_dir / "plots", run_title(out_dir)
     )
-    write_netcdf(predictions, out_dir / "predictions.nc")
-
-    plot_dir = out_dir / "plots"
-    title = run_title(out_dir)
-    target = str(prepared.attrs["target"])
-    times = predictions["time"].values
-    event_lead = min(leads, key=lambda lead: abs(lead - 6))  # a long lead, where skill differs
-    show = sorted({leads[0], event_lead if event_lead != leads[0] else leads[-1]})
-    events = metrics["per_lead"][str(event_lead)]["model_events"]
-    i = leads.index(event_lead)
-    roc = ev.event_roc_curves(forecast["index"][:, i], y_test[:, i])
-    figures = [
-        plots.skill_vs_lead(metrics, plot_dir / "skill_vs_lead.png", title, variant_name),
-        plots.index_timeseries(
-            times,
-            y_test,
-            {variant_name: forecast["index"], "persistence": baselines["persistence"]},
-            leads,
-            show,
-            plot_dir / "timeseries.png",
-            target,
-            title,
-        ),
-        plots.scatter(
-            y_test, forecast["index"], leads, plot_dir / "scatter.png", title, target, variant_name
-        ),
-        plots.confusion_matrix(
-            np.array(events["confusion_matrix"]),
-            ev.EVENT_CLASSES,
-            plot_dir / "confusion_matrix.png",
-            f"{title}\nENSO events, {plots.lead_label(event_lead)}",
-        ),
-        plots.roc_curves(
-            roc, plot_dir / "roc.png", f"{title}\nENSO events, {plots.lead_label(event_lead)}"
-        ),
-    ]
-
     with _resume_tracker(tracking_uri, run_id_path, "evaluate") as tracker:
-        tracker.metrics(evaluation_metrics(metrics))
-        for path in (out_dir / "metrics.json", out_dir / "predictions.nc"):
+        tracker.metrics(score_metrics(scores, variant_name))
+        for path in (out_dir / "metrics.csv", out_dir / "predictions.nc"):
             tracker.artifact(path)
         for fig in figures:
             tracker.artifact(fig, "plots")
-    return metrics
-
-
-class LeadOutput(torch.nn.Module):
-    """A forecasting model restricted to one lead's index: what importance explains."""
-
-    def __init__(self, model: torch.nn.Module, lead_index: int):
-        super().__init__()
-        self.model, self.lead_index = model, lead_index
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return predict_index(self.model, x)[:, self.lead_index : self.lead_index + 1]
+    return scores
 
 
 def importance_job(
@@ -237,29 +194,30 @@ def importance_job(
     tracking_uri: str,
     out_dir: str | Path,
 ) -> pd.DataFrame:
-    """Single- and multi-pass permutation importance per lead on the test split."""
-    from pipeline.evaluate import load_model
+    """Single- and multi-pass permutation importance on the test split, per output
+    group the task names (a lead, a class), each with the task's per-sample loss."""
     from pipeline.importance import channel_groups, permutation_importance, variable_lag_groups
 
     out_dir = Path(out_dir)
     prepared = open_prepared(prepared_path).load()
+    task = prepared_task(prepared)
     model = load_model(prepared, variant, model_path)
-    x_test, y_test = _test_split(prepared)
+    x_test = prepared["x"].values[test_indices(prepared)]
     names = [str(c) for c in prepared["channel"].values]
     if settings["groups"] == "variable_lag":
         groups = variable_lag_groups(names, list(prepared["history"].values), x_test.shape[1:])
     else:
         groups = channel_groups(names, x_test.shape[1:])
-    leads = [int(v) for v in prepared["lead"].values]
-    chosen = settings.get("leads") or leads
+    targets = list(task.importance_targets(model, prepared, settings))
     tables = []
-    for lead in tqdm(chosen, desc=f"importance {variant_name}", disable=None):
-        i = leads.index(lead)
+    for target in tqdm(targets, desc=f"importance {variant_name}", disable=None):
         table = permutation_importance(
-            LeadOutput(model, i),
+            target.predict,
             x_test,
-            y_test[:, i : i + 1],
+            target.y,
             groups,
+            loss=target.loss,
+            outputs=target.groups,
             methods=settings["method"],
             repeats=settings["repeats"],
             bootstrap=settings["bootstrap"],
@@ -267,12 +225,20 @@ def importance_job(
             seed=seed,
             batch_size=settings["batch_size"],
         )
-        tables.append(table.assign(lead=lead))
-    result = pd.concat(tables, ignore_index=True)[["lead", *COLUMNS]]
+        tables.append(table.rename(columns={"output": task.dim}))
+    result = pd.concat(tables, ignore_index=True)[[task.dim, *COLUMNS]]
     write_text(result.to_csv(index=False, float_format="%.10g"), out_dir / "importance.csv")
-    figure = plots.importance_bars(result, out_dir / "plots" / "importance.png", run_title(out_dir))
+    figure = plots.importance_bars(
+        result,
+        out_dir / "plots" / "importance.png",
+        run_title(out_dir),
+        task.dim,
+        task.group_label,
+        task.importance_label,
+    )
+    groups_all = [g for t in targets for g in t.groups]
     with _resume_tracker(tracking_uri, run_id_path, "importance") as tracker:
-        tracker.metrics(importance_metrics(result, leads))
+        tracker.metrics(importance_metrics(result, task.dim, groups_all))
         tracker.artifact(out_dir / "importance.csv")
         tracker.artifact(figure, "plots")
     return result

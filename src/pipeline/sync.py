@@ -20,13 +20,14 @@ import pandas as pd
 import yaml
 
 from pipeline.io import write_text
+from pipeline.scores import read_scores
 from pipeline.tracking import (
     TRACKING_TAG,
     RunLogger,
-    evaluation_metrics,
     flatten,
     importance_metrics,
     read_state,
+    score_metrics,
     setup_experiments,
     write_state,
 )
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 ARTIFACTS = (
     "history.csv",
     "resolved_config.yaml",
-    "metrics.json",
+    "metrics.csv",
     "predictions.nc",
     "importance.csv",
 )
@@ -115,14 +116,13 @@ def _log_folder(tracker: RunLogger, run_dir: Path, spec: dict, provenance: dict)
             step=int(row.epoch),
         )
     tracker.metrics(provenance["summary"])
-    leads: list[int] = []
-    if (run_dir / "metrics.json").exists():
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        leads = [int(lead) for lead in metrics["per_lead"]]
-        tracker.metrics(evaluation_metrics(metrics))
+    if (run_dir / "metrics.csv").exists():
+        tracker.metrics(score_metrics(read_scores(run_dir / "metrics.csv"), spec["variant"]))
     if (run_dir / "importance.csv").exists():
         table = pd.read_csv(run_dir / "importance.csv")
-        tracker.metrics(importance_metrics(table, leads or table["lead"].unique()))
+        dim = table.columns[0]  # the output groups: lead, class, ...
+        table[dim] = table[dim].astype(str)
+        tracker.metrics(importance_metrics(table, dim, table[dim].unique()))
     have = _artifact_sizes(tracker)
     # the loss curve at the top level, as train_job logs it; the other figures in plots/
     files = [(run_dir / name, None) for name in (*ARTIFACTS, "plots/loss_curves.png")]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import write_json
+from pipeline.scores import ALL
 
 log = logging.getLogger(__name__)
 
@@ -191,40 +192,37 @@ def _finite(values: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
 
 
-def lead_suffix(lead: int | str, leads: Iterable[int | str]) -> str:
-    """``lead06``: the lead zero-padded to the width of the largest lead, so that the
-    MLflow UI, which sorts metric names as text, lists leads in order."""
-    width = len(str(max(int(v) for v in leads)))
-    return f"lead{int(lead):0{width}d}"
+def group_suffix(dim: str, group: str, groups: Iterable[str]) -> str:
+    """``lead06`` or ``class_AR``: numeric groups zero-padded to the width of the largest,
+    so that the MLflow UI, which sorts metric names as text, lists them in order."""
+    numbers = [g for g in map(str, groups) if g.lstrip("-").isdigit()]
+    if str(group).lstrip("-").isdigit():
+        width = len(str(max(int(g) for g in numbers)))
+        return f"{dim}{int(group):0{width}d}"
+    return f"{dim}_{str(group).replace(' ', '_')}"
 
 
-def forecast_metrics(metrics: Mapping[str, Any], forecast: str = "model") -> dict[str, float]:
-    """``test_{metric}_lead{LL}`` and ``test_{metric}`` (mean over leads) of one forecast
-    in metrics.json (``model``, or a baseline such as ``persistence``)."""
-    leads = list(metrics["per_lead"])
+def score_metrics(scores: Any, forecast: str) -> dict[str, float]:
+    """``test_{metric}_{dim}{group}`` and ``test_{metric}`` (the ``all`` group) of one
+    forecast in a long-form score table (metrics.csv): a network, or a baseline."""
+    part = scores[scores["forecast"] == forecast]
+    groups = [g for g in part["group"].unique() if g != ALL]
     out = {}
-    for lead, entry in metrics["per_lead"].items():
-        for key, value in entry.get(forecast, {}).items():
-            out[f"test_{key}_{lead_suffix(lead, leads)}"] = value
-    for key, value in metrics["mean_over_leads"].get(forecast, {}).items():
-        out[f"test_{key}"] = value
+    for row in part.itertuples():
+        suffix = "" if row.group == ALL else f"_{group_suffix(row.dim, row.group, groups)}"
+        out[f"test_{row.metric}{suffix}"] = row.value
     return _finite(out)
 
 
-def evaluation_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The model's test metrics, per lead and averaged (see :func:`forecast_metrics`)."""
-    return forecast_metrics(metrics, "model")
-
-
-def importance_metrics(table: Any, leads: Iterable[int]) -> dict[str, float]:
-    """``importance_single_{group}_lead{LL}``: the single-pass Delta MSE of each group;
-    ``leads`` are all the experiment's leads (the zero-padding width)."""
-    leads = list(leads)
+def importance_metrics(table: Any, dim: str, groups: Iterable[str]) -> dict[str, float]:
+    """``importance_single_{input group}_{dim}{group}``: the single-pass score of each
+    input group per output group; ``groups`` are all of them (the zero-padding width)."""
+    groups = [str(g) for g in groups]
     single = table[table["method"] == "single"]
     return _finite(
         {
-            f"importance_single_{r.group}_{lead_suffix(r.lead, leads)}": r.score
-            for r in single.itertuples()
+            f"importance_single_{r['group']}_{group_suffix(dim, r[dim], groups)}": r["score"]
+            for r in single.to_dict("records")
         }
     )
 
@@ -530,29 +528,30 @@ def _forget_active_run() -> None:
         monitor._shutdown_event.set()
 
 
-def log_baselines(
+def log_reference_runs(
     uri: str,
     experiment_id: str,
     experiment: str,
-    metrics: Mapping[str, Any],
+    scores: Any,
     data_sha256: str,
     prepared_hash: str,
 ) -> list[str]:
-    """One run per baseline forecast of metrics.json (persistence, climatology, ...),
-    tagged ``pipeline.role=baseline``, with the model runs' metric names: the runs table
-    and its charts then compare a model's skill with each baseline's, column by column.
+    """One run per forecast of ``scores`` that is not a single network run (a baseline,
+    the oracle, a seed ensemble), tagged ``pipeline.role``, with the model runs' metric
+    names: the runs table and its charts then compare a network's skill with each of
+    them, column by column.
 
     A baseline's skill depends only on the prepared data (the input files and the grid,
     task and splits), so a run is reused for the same ``data_sha256`` and
     ``prepared_hash``, its metrics replaced; return the run ids."""
     from mlflow.tracking import MlflowClient
 
-    names = [name for name in metrics["mean_over_leads"] if name != "model"]
+    others = scores[scores["role"] != "model"][["forecast", "role"]].drop_duplicates()
     ids = []
-    for name in names:
+    for name, role in others.itertuples(index=False):
         tags = {
             f"{TAG_PREFIX}experiment": experiment,
-            f"{TAG_PREFIX}role": "baseline",
+            f"{TAG_PREFIX}role": role,
             f"{TAG_PREFIX}model": name,
             f"{TAG_PREFIX}data_sha256": data_sha256,
             f"{TAG_PREFIX}config_hash": prepared_hash,
@@ -563,11 +562,11 @@ def log_baselines(
                 lambda q=query: MlflowClient(uri).search_runs([experiment_id], q, max_results=1)
             )
         except Exception as err:
-            log.warning("MLflow tracking failed (%s); baseline runs not logged", err)
+            log.warning("MLflow tracking failed (%s); reference runs not logged", err)
             return ids
-        with RunLogger(uri, experiment_id, job="baseline", system_metrics=False) as tracker:
-            tracker.start(f"baseline: {name}", tags, run_id=found[0].info.run_id if found else None)
-            tracker.metrics(forecast_metrics(metrics, name))
+        with RunLogger(uri, experiment_id, job=role, system_metrics=False) as tracker:
+            tracker.start(f"{role}: {name}", tags, run_id=found[0].info.run_id if found else None)
+            tracker.metrics(score_metrics(scores, name))
         if tracker.run_id:
             ids.append(tracker.run_id)
     return ids

@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,9 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
-from pipeline.geo import INDEX_BOXES, area_weights, box_weights
 from pipeline.io import atomic_path, write_text
-from pipeline.models.registry import Shapes, build_model
+from pipeline.tasks import prepared_task
+from pipeline.tasks.base import Loss
 from pipeline.tracking import RunLogger
 
 log = logging.getLogger(__name__)
@@ -89,32 +89,16 @@ class Split:
         return Split(self.x.to(device), self.y.to(device))
 
 
-def data_shapes(ds: xr.Dataset, n_out: int) -> Shapes:
-    """Model shapes plus the geometry weights (ocean means, target box) from prepared data."""
-    mask = torch.as_tensor(ds["mask"].values, dtype=torch.float32)
-    area = torch.as_tensor(area_weights(ds["lat"]).values, dtype=torch.float32)
-    channel_weights = mask * area[None, :, None]
-    channel_weights /= channel_weights.sum(dim=(1, 2), keepdim=True)
-    index_weights = box_weights(ds["lat"], ds["lon"], INDEX_BOXES[ds.attrs["target"]])
-    return Shapes(
-        history=ds.sizes["history"],
-        channels=ds.sizes["channel"],
-        lat=ds.sizes["lat"],
-        lon=ds.sizes["lon"],
-        n_out=n_out,
-        channel_weights=channel_weights,
-        index_weights=torch.as_tensor(index_weights.values, dtype=torch.float32),
-    )
-
-
 def load_split(ds: xr.Dataset, split: str, target: str) -> Split:
-    """Inputs and targets of one split as float32 tensors (targets: 'y' or 'y_map')."""
+    """Inputs (float32) and targets of one split; targets keep their kind: float32
+    values, or int64 class labels for losses that take them."""
     index = np.flatnonzero(ds["split"].values == split)
     if len(index) == 0:
         raise ValueError(f"the prepared data has no '{split}' samples")
     x = torch.as_tensor(ds["x"].values[index], dtype=torch.float32)
-    y = torch.as_tensor(ds[target].values[index], dtype=torch.float32)
-    return Split(x, y)
+    values = ds[target].values[index]
+    dtype = torch.int64 if np.issubdtype(values.dtype, np.integer) else torch.float32
+    return Split(x, torch.as_tensor(values, dtype=dtype))
 
 
 def fits_on_device(nbytes: int, device: torch.device, fraction: float = 0.5) -> bool:
@@ -162,25 +146,6 @@ class Batches:
             yield (xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True))
 
 
-# ------------------------------------------------------------------------------ loss
-
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MSE over the finite targets only (land and missing values are NaN)."""
-    valid = torch.isfinite(target)
-    diff = torch.where(valid, pred.float() - torch.nan_to_num(target), 0.0)
-    return (diff**2).sum() / valid.sum().clamp(min=1)
-
-
-def weighted_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Per-pixel cross-entropy for segmentation; label -1 (missing) is ignored."""
-    return nn.functional.cross_entropy(
-        logits.float(), labels.long(), weight=class_weights, ignore_index=-1
-    )
-
-
 # ------------------------------------------------------------------------------ loop
 
 
@@ -199,7 +164,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, training: Mapping[str, Any]
     return None
 
 
-def evaluate_loss(model: nn.Module, batches: Batches, amp: torch.dtype | None) -> float:
+def evaluate_loss(
+    model: nn.Module, batches: Batches, loss_fn: Loss, amp: torch.dtype | None
+) -> float:
     model.eval()
     total, count = 0.0, 0
     with (
@@ -207,9 +174,65 @@ def evaluate_loss(model: nn.Module, batches: Batches, amp: torch.dtype | None) -
         torch.autocast(batches.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None),
     ):
         for xb, yb in batches(torch.arange(len(batches.data))):
-            total += float(masked_mse(model(xb), yb)) * len(xb)
+            total += float(loss_fn(model(xb), yb)) * len(xb)
             count += len(xb)
     return total / count
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Batches,
+    order: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Loss,
+    amp: torch.dtype | None,
+    grad_clip: float,
+    desc: str,
+) -> float:
+    """One pass over the training batches in ``order``; the mean training loss."""
+    model.train()
+    total, count = 0.0, 0
+    bar = tqdm(
+        batches(order), total=len(batches), desc=desc, leave=False, mininterval=1.0, disable=None
+    )
+    for xb, yb in bar:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(
+            batches.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None
+        ):
+            loss = loss_fn(model(xb), yb)
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        total += float(loss.detach()) * len(xb)
+        count += len(xb)
+    return total / count
+
+
+@dataclass
+class TrainState:
+    """Where training stands after an epoch: what a checkpoint holds besides the model,
+    optimizer, scheduler and RNG, so a resumed run continues exactly."""
+
+    best_state: dict[str, Any]
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val: float = float("inf")
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    epoch_seconds: list[float] = field(default_factory=list)
+
+    def record(self, row: dict[str, Any], seconds: float, model: nn.Module) -> None:
+        """Log an epoch; keep the weights when validation improved (early stopping)."""
+        self.epoch = row["epoch"]
+        self.history.append(row)
+        self.epoch_seconds.append(seconds)
+        if row["val_loss"] < self.best_val:
+            self.best_val, self.best_epoch, self.bad_epochs = row["val_loss"], row["epoch"], 0
+            self.best_state = copy.deepcopy(model.state_dict())
+        else:
+            self.bad_epochs += 1
 
 
 @dataclass
@@ -222,9 +245,24 @@ class TrainResult:
     epoch_seconds: list[float]
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def _save_checkpoint(
+    path: Path,
+    run_hash: str,
+    state: TrainState,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> None:
+    payload = {
+        "run_hash": run_hash,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "torch_rng": torch.get_rng_state(),
+        **{f.name: getattr(state, f.name) for f in fields(state)},
+    }
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any] | None:
@@ -242,6 +280,103 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         return None
 
 
+def _resume(
+    path: Path,
+    run_hash: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    device: torch.device,
+) -> TrainState:
+    """The state to continue from: the checkpoint's when it belongs to this run."""
+    fresh = TrainState(best_state=copy.deepcopy(model.state_dict()))
+    ckpt = load_checkpoint(path, device)
+    if ckpt is None:
+        return fresh
+    if ckpt.get("run_hash") != run_hash:
+        log.warning("ignoring %s: it belongs to another configuration", path)
+        return fresh
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    log.info("resuming from the checkpoint of epoch %d", ckpt["epoch"])
+    return TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
+
+
+def fit(
+    model: nn.Module,
+    train_batches: Batches,
+    val_batches: Batches,
+    loss_fn: Loss,
+    training: Mapping[str, Any],
+    seed: int,
+    checkpoint_path: Path,
+    run_hash: str,
+    tracker: RunLogger | None = None,
+) -> TrainResult:
+    """Epochs until ``training.epochs`` or early stopping, checkpointing after each, so
+    that a killed run resumes where it stopped; ends with the best epoch's weights."""
+    optimizer = make_optimizer(model, training)
+    scheduler = make_scheduler(optimizer, training)
+    amp = resolve_amp(training["amp"], train_batches.device)
+    state = _resume(checkpoint_path, run_hash, model, optimizer, scheduler, train_batches.device)
+    resumed_from = state.epoch
+    samples, train_seconds = 0, 0.0
+    for epoch in range(state.epoch + 1, training["epochs"] + 1):
+        if state.bad_epochs >= training["patience"]:
+            break
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss = train_epoch(
+            model,
+            train_batches,
+            epoch_order(len(train_batches.data), seed, epoch),
+            optimizer,
+            loss_fn,
+            amp,
+            training["grad_clip"],
+            f"epoch {epoch}/{training['epochs']}",
+        )
+        val_loss = evaluate_loss(model, val_batches, loss_fn, amp)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_loss)
+        elif scheduler is not None:
+            scheduler.step()
+        seconds = time.perf_counter() - started
+        samples += len(train_batches.data)
+        train_seconds += seconds
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
+        state.record(row, seconds, model)
+        log.info(
+            "epoch %d/%d  train_loss %.4f  val_loss %.4f  lr %.2e  (%.1fs)%s",
+            epoch,
+            training["epochs"],
+            train_loss,
+            val_loss,
+            lr,
+            seconds,
+            "  early stop" if state.bad_epochs >= training["patience"] else "",
+        )
+        if tracker is not None:
+            tracker.metrics(
+                {**{k: row[k] for k in ("train_loss", "val_loss", "lr")}, "epoch_seconds": seconds},
+                step=epoch,
+            )
+        _save_checkpoint(checkpoint_path, run_hash, state, model, optimizer, scheduler)
+
+    model.load_state_dict(state.best_state)  # early stopping restores the best weights
+    return TrainResult(
+        model=model,
+        history=pd.DataFrame(state.history, columns=HISTORY_COLUMNS),
+        best_epoch=state.best_epoch,
+        resumed_from=resumed_from,
+        samples_per_second=samples / train_seconds if train_seconds else float("nan"),
+        epoch_seconds=state.epoch_seconds,
+    )
+
+
 def train_model(
     prepared: xr.Dataset,
     variant: Mapping[str, Any],
@@ -250,22 +385,24 @@ def train_model(
     run_hash: str,
     tracker: RunLogger | None = None,
 ) -> TrainResult:
-    """Train one (variant, seed); resume from ``out_dir/checkpoint.pt`` if it matches."""
+    """Train one (variant, seed) of the prepared data's task; resume from
+    ``out_dir/checkpoint.pt`` if it belongs to this run."""
     training = variant["training"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed, training["deterministic"])
     device = resolve_device(training["device"])
-    amp = resolve_amp(training["amp"], device)
+    task = prepared_task(prepared)
 
-    n_leads = prepared.sizes["lead"]
-    model = build_model(variant["model"], data_shapes(prepared, n_leads)).to(device)
-    target = "y_map" if getattr(model, "output", "index") == "map" else "y"
+    model = task.model(variant["model"], prepared).to(device)
+    target = task.target(variant["model"])
     train_data, val_data = (
         load_split(prepared, "train", target),
         load_split(prepared, "val", target),
     )
-    nbytes = sum(t.numel() * 4 for t in (train_data.x, train_data.y, val_data.x, val_data.y))
+    nbytes = sum(
+        t.numel() * t.element_size() for t in (train_data.x, train_data.y, val_data.x, val_data.y)
+    )
     policy = training["gpu_resident"]
     resident = policy == "always" or (policy == "auto" and fits_on_device(nbytes, device))
     workers = training["num_workers"] if not resident else 0
@@ -276,127 +413,22 @@ def train_model(
         variant["base"],
         seed,
         device,
-        amp,
+        resolve_amp(training["amp"], device),
         "device-resident" if resident else "DataLoader",
         len(train_data),
         len(val_data),
     )
-
-    optimizer = make_optimizer(model, training)
-    scheduler = make_scheduler(optimizer, training)
-    history: list[dict[str, Any]] = []
-    epoch_seconds: list[float] = []
-    best_val, best_epoch, bad_epochs, start_epoch = float("inf"), 0, 0, 1
-    best_state = copy.deepcopy(model.state_dict())
-
-    checkpoint_path = out_dir / CHECKPOINT
-    ckpt = load_checkpoint(checkpoint_path, device)
-    if ckpt is not None:
-        if ckpt.get("run_hash") == run_hash:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if scheduler is not None:
-                scheduler.load_state_dict(ckpt["scheduler"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            history, best_state = ckpt["history"], ckpt["best_state"]
-            epoch_seconds = ckpt["epoch_seconds"]
-            best_val, best_epoch, bad_epochs = (
-                ckpt["best_val"],
-                ckpt["best_epoch"],
-                ckpt["bad_epochs"],
-            )
-            start_epoch = ckpt["epoch"] + 1
-            log.info("resuming from the checkpoint of epoch %d", ckpt["epoch"])
-        else:
-            log.warning("ignoring %s: it belongs to another configuration", checkpoint_path)
-    resumed_from = start_epoch - 1
-
-    samples, train_seconds = 0, 0.0
-    stopped = bad_epochs >= training["patience"]
-    for epoch in range(start_epoch, training["epochs"] + 1):
-        if stopped:
-            break
-        started = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        total, count = 0.0, 0
-        bar = tqdm(
-            train_batches(epoch_order(len(train_data), seed, epoch)),
-            total=len(train_batches),
-            desc=f"epoch {epoch}/{training['epochs']}",
-            leave=False,
-            mininterval=1.0,
-            disable=None,
-        )
-        for xb, yb in bar:
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-                loss = masked_mse(model(xb), yb)
-            loss.backward()
-            if training["grad_clip"]:
-                nn.utils.clip_grad_norm_(model.parameters(), training["grad_clip"])
-            optimizer.step()
-            total += float(loss.detach()) * len(xb)
-            count += len(xb)
-        train_loss = total / count
-        val_loss = evaluate_loss(model, val_batches, amp)
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_loss)
-        elif scheduler is not None:
-            scheduler.step()
-        seconds = time.perf_counter() - started
-        samples += count
-        train_seconds += seconds
-        epoch_seconds.append(seconds)
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
-        history.append(row)
-        if val_loss < best_val:
-            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad_epochs += 1
-        stopped = bad_epochs >= training["patience"]
-        log.info(
-            "epoch %d/%d  train_loss %.4f  val_loss %.4f  lr %.2e  (%.1fs)%s",
-            epoch,
-            training["epochs"],
-            train_loss,
-            val_loss,
-            lr,
-            seconds,
-            "  early stop" if stopped else "",
-        )
-        if tracker is not None:
-            tracker.metrics(
-                {**{k: row[k] for k in ("train_loss", "val_loss", "lr")}, "epoch_seconds": seconds},
-                step=epoch,
-            )
-        _save_checkpoint(
-            checkpoint_path,
-            {
-                "run_hash": run_hash,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-                "best_state": best_state,
-                "best_val": best_val,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs,
-                "epoch_seconds": epoch_seconds,
-            },
-        )
-
-    model.load_state_dict(best_state)  # early stopping restores the best weights
-    return TrainResult(
-        model=model,
-        history=pd.DataFrame(history, columns=HISTORY_COLUMNS),
-        best_epoch=best_epoch,
-        resumed_from=resumed_from,
-        samples_per_second=samples / train_seconds if train_seconds else float("nan"),
-        epoch_seconds=epoch_seconds,
+    loss_fn = task.loss(training["loss"], prepared)
+    return fit(
+        model,
+        train_batches,
+        val_batches,
+        loss_fn,
+        training,
+        seed,
+        out_dir / CHECKPOINT,
+        run_hash,
+        tracker,
     )
 
 

@@ -1,7 +1,9 @@
 """Harmonise raw archives into the variables an experiment asks for.
 
 Archives disagree on names (``latitude`` vs ``lat``), units (K vs degC) and on what they
-store (GODAS gives 3-D potential temperature; ENSO models want the 0-300 m mean).
+store (GODAS gives 3-D potential temperature; ENSO models want the 0-300 m mean). Some
+variables are class labels, not quantities (ClimateNet's ``LABELS``): ``is_categorical``
+tells them apart, so that nothing downstream averages classes.
 """
 
 from __future__ import annotations
@@ -18,10 +20,25 @@ COORD_ALIASES = {"latitude": "lat", "longitude": "lon", "y": "lat", "x": "lon"}
 INDEX_ALIASES = {"y": "north", "x": "east"}
 DEPTH_NAMES = ("level", "depth", "lev", "z")
 KELVIN = {"K", "kelvin", "Kelvin", "degK"}
+#: The value of a missing class label (no label there, or no such expert copy).
+MISSING_LABEL = -1
 
 
 class DataError(ValueError):
     """Raw data does not hold what the config says; names the file and variable."""
+
+
+def is_categorical(da: xr.DataArray) -> bool:
+    """Class labels rather than a quantity: CF ``flag_values``/``flag_meanings``, or integers.
+
+    Integers count whether decoded (int dtype) or stored (an integer on disk decoded to
+    float for its ``_FillValue``); packed data (``scale_factor``/``add_offset``) are
+    quantities. CF conventions, section 3.5 (flags).
+    """
+    if "flag_values" in da.attrs or "flag_meanings" in da.attrs or da.dtype.kind in "iub":
+        return True
+    stored = np.dtype(da.encoding.get("dtype", da.dtype))
+    return stored.kind in "iu" and not {"scale_factor", "add_offset"} & set(da.encoding)
 
 
 def _is_degree_axis(ds: xr.Dataset, name: str) -> bool:

@@ -53,7 +53,7 @@ def test_a_series_dataset_fails_before_any_job(tmp_path: Path) -> None:
         "source": {"kind": "local", "path": str(series)},
         "variables": {"sst": None, "heat_content": {"from": "sst"}},
     }
-    config = write_config(tmp_path, datasets={"enso_synth": local})
+    config = write_config(tmp_path, ["enso"], datasets={"enso_synth": local})
     for command in (
         [str(Path(SNAKEMAKE).with_name("python")), "-m", "pipeline", "check", str(config)],
         [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "-n", "--configfile", str(config)],

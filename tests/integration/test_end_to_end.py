@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import filecmp
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import load_config
+from pipeline.scores import ALL, read_scores
 from tests.conftest import REPO
 from tests.integration.workflow import RESULTS, snakemake
 
@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 CONFIG = load_config(REPO / "config" / "test.yaml")
 VARIANTS = list(CONFIG["experiments"]["enso"]["variants"])
 SEEDS = CONFIG["experiments"]["enso"]["seeds"]
+LEADS = CONFIG["experiments"]["enso"]["task"]["leads"]
 
 
 def run_dirs(workdir: Path) -> list[Path]:
@@ -31,7 +32,7 @@ def test_every_model_runs_through_importance_and_summary(full_run: Path) -> None
             "model.pt",
             "history.csv",
             "mlflow_run_id",
-            "metrics.json",
+            "metrics.csv",
             "predictions.nc",
             "importance.csv",
             "plots/loss_curves.png",
@@ -55,12 +56,26 @@ def test_every_model_runs_through_importance_and_summary(full_run: Path) -> None
             "rank",
         ]
         assert set(table["method"]) == {"single", "multi"}
-    summary = pd.read_csv(full_run / RESULTS / "enso" / "summary" / "summary.csv")
+    summary_dir = full_run / RESULTS / "enso" / "summary"
+    summary = pd.read_csv(summary_dir / "summary.csv", dtype={"group": str})
+    assert list(summary.columns) == [
+        "forecast",
+        "role",
+        "dim",
+        "group",
+        "metric",
+        "mean",
+        "std",
+        "n_seeds",
+    ]
     assert set(VARIANTS) | {"persistence", "linear", "oracle", "climatology"} == set(
         summary["forecast"]
     )
+    best = pd.read_csv(summary_dir / "best_forecasts.csv", dtype={"lead": str})
+    assert best["lead"].tolist() == [*map(str, LEADS), ALL]
+    assert "oracle" not in set(best["best_forecast"])
     for name in ("skill_vs_lead.png", "importance_heatmap.png", "example_maps.png"):
-        assert (full_run / RESULTS / "enso" / "summary" / name).stat().st_size > 10_000
+        assert (summary_dir / "figures" / name).stat().st_size > 10_000
     assert "geodl-pipeline finished." in (full_run / "snakemake.out").read_text()
 
 
@@ -75,13 +90,14 @@ def test_one_mlflow_run_holds_train_evaluate_importance(full_run: Path) -> None:
         assert "val_loss" in metrics and "test_acc_lead6" in metrics
         assert any(k.startswith("importance_single_heat_content") for k in metrics)
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"history.csv", "metrics.json", "importance.csv", "predictions.nc"} <= artifacts
+        assert {"history.csv", "metrics.csv", "importance.csv", "predictions.nc"} <= artifacts
         plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
         assert {"plots/skill_vs_lead.png", "plots/importance.png"} <= plots
         assert "loss_curves.png" in artifacts  # at the top, where a newcomer looks first
         assert run.data.tags["pipeline.summary_run"] == parent_id
     parent = client.get_run(parent_id)
     assert parent.data.tags["pipeline.role"] == "summary"
+    assert {"best_acc", "best_acc_lead1", "best_acc_lead6"} <= set(parent.data.metrics)
     runs = client.search_runs([experiment.experiment_id], "tags.pipeline.role = 'model'")
     assert len(runs) == len(VARIANTS) * len(SEEDS)
 
@@ -89,10 +105,11 @@ def test_one_mlflow_run_holds_train_evaluate_importance(full_run: Path) -> None:
 def test_rerun_from_scratch_is_byte_identical_and_in_place_is_a_noop(
     full_run: Path, tmp_path: Path
 ) -> None:
-    again = snakemake(tmp_path, "--cores", "2")
+    # the ENSO study again, from scratch: its run files are compared
+    again = snakemake(tmp_path, "--cores", "2", f"{RESULTS}/enso/summary/summary.csv")
     assert again.returncode == 0, again.stderr[-3000:]
     for first, second in zip(run_dirs(full_run), run_dirs(tmp_path), strict=True):
-        for name in ("metrics.json", "importance.csv", "history.csv"):
+        for name in ("metrics.csv", "importance.csv", "history.csv"):
             assert filecmp.cmp(first / name, second / name, shallow=False), first / name
     noop = snakemake(full_run, "--cores", "2", "-n")
     assert "Nothing to be done" in noop.stdout + noop.stderr
@@ -106,11 +123,21 @@ def test_report_builds_with_the_summary_figure(full_run: Path) -> None:
     assert len(html) > 50_000  # the figures are embedded
 
 
-def test_metrics_json_reports_every_lead(full_run: Path) -> None:
-    metrics = json.loads((run_dirs(full_run)[0] / "metrics.json").read_text())
-    assert [int(k) for k in metrics["per_lead"]] == CONFIG["experiments"]["enso"]["task"]["leads"]
-    entry = metrics["per_lead"]["6"]
-    assert {"model", "persistence", "climatology", "linear", "oracle", "model_events"} <= set(entry)
+def test_metrics_csv_reports_every_lead(full_run: Path) -> None:
+    run = run_dirs(full_run)[0]
+    scores = read_scores(run / "metrics.csv")
+    assert set(scores["dim"]) == {"lead"}
+    assert scores["group"].drop_duplicates().tolist() == [*map(str, LEADS), ALL]
+    roles = dict(scores[["forecast", "role"]].drop_duplicates().values)
+    assert roles == {
+        run.parent.name: "model",
+        "persistence": "baseline",
+        "climatology": "baseline",
+        "linear": "baseline",
+        "oracle": "ceiling",
+    }
+    model = set(scores[scores["role"] == "model"]["metric"])
+    assert {"acc", "rmse", "msess_persistence", "frac_oracle_acc", "event_roc_auc"} <= model
 
 
 def test_sync_restores_a_run_into_a_fresh_store(full_run: Path, tmp_path: Path) -> None:

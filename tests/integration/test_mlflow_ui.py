@@ -95,7 +95,11 @@ def test_rest_api_has_the_conventions(server: str) -> None:
         }
     persistence = {m["key"] for m in baselines["persistence"]["data"]["metrics"]}
     assert {"test_acc_lead1", "test_acc_lead6", "test_acc"} <= persistence
-    assert len(runs) == len(models) + len(baselines) + 1
+    # the oracle: a run of its own as a skill ceiling, never a baseline
+    (ceiling,) = by_role(runs, "ceiling")
+    assert tags(ceiling)["pipeline.model"] == "oracle" and "oracle" not in baselines
+    assert not by_role(runs, "ensemble")  # the test config has one seed: no seed ensemble
+    assert len(runs) == len(models) + len(baselines) + 2  # + the ceiling and the summary
 
 
 def test_ui_lists_runs_and_shows_metrics_and_loss_curve(server: str, tmp_path: Path) -> None:

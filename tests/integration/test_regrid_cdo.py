@@ -17,11 +17,13 @@ pytestmark = pytest.mark.cdo
 TARGET = {"resolution": 5.0, "lat": [-90, 90], "lon": [0, 360], "nan_threshold": 0.5}
 
 
-def cdo_grid(west: float) -> str:
-    """CDO's description of TARGET with its longitudes starting at ``west``."""
+def cdo_grid(west: float, resolution: float = 5.0) -> str:
+    """CDO's description of a global grid of ``resolution``-degree cells (TARGET's by
+    default) with its longitudes starting at ``west``."""
     return (
-        f"gridtype = lonlat\nxsize = 72\nysize = 36\nxfirst = {west + 2.5}\nxinc = 5\n"
-        "yfirst = -87.5\nyinc = 5\n"
+        f"gridtype = lonlat\nxsize = {round(360 / resolution)}\nysize = {round(180 / resolution)}"
+        f"\nxfirst = {west + resolution / 2}\nxinc = {resolution}\n"
+        f"yfirst = {-90 + resolution / 2}\nyinc = {resolution}\n"
     )
 
 
@@ -51,7 +53,9 @@ def smooth_field(lat: np.ndarray, lon: np.ndarray) -> xr.Dataset:
     return ds
 
 
-def run_cdo(operator: str, src: xr.Dataset, tmp_path: Path, west: float = 0.0) -> xr.DataArray:
+def run_cdo(
+    operator: str, src: xr.Dataset, tmp_path: Path, west: float = 0.0, resolution: float = 5.0
+) -> xr.DataArray:
     require_tools("cdo")
     src_path, grid_path, out_path = (
         tmp_path / "in.nc",
@@ -59,7 +63,7 @@ def run_cdo(operator: str, src: xr.Dataset, tmp_path: Path, west: float = 0.0) -
         tmp_path / f"{operator}.nc",
     )
     src.to_netcdf(src_path)
-    grid_path.write_text(cdo_grid(west))
+    grid_path.write_text(cdo_grid(west, resolution))
     subprocess.run(
         ["cdo", "-s", "-b", "F64", f"{operator},{grid_path}", str(src_path), str(out_path)],
         check=True,
@@ -124,3 +128,64 @@ def test_regional_domain_matches_cdo(tmp_path: Path, domain: str, method: str) -
     np.testing.assert_array_equal(np.isnan(ours.values), np.isnan(ref))
     assert np.isfinite(ref).sum() > 0.1 * ref.size  # the domain is there, not all missing
     assert np.nanmax(np.abs(ours.values - ref)) < 1e-6
+
+
+def label_field(lat: np.ndarray, lon: np.ndarray) -> xr.Dataset:
+    """Classes 0..2 (int8) in smooth blobs of varied size, on the given cell centres."""
+    la, lo = np.deg2rad(np.meshgrid(lat, lon, indexing="ij"))
+    blobs = np.sin(3 * lo + la) * np.cos(2 * la) + 0.4 * np.sin(7 * lo - 3 * la)
+    spots = np.cos(5 * lo) * np.sin(4 * la + 0.3) * np.cos(la)
+    labels = np.where(spots > 0.45, 1, np.where(blobs > 0.5, 2, 0)).astype("i1")
+    ds = smooth_field(lat, lon).drop_vars("t")
+    ds["t"] = (("time", "lat", "lon"), np.stack([labels, labels[::-1]]))
+    return ds
+
+
+#: Source grids coarsened to TARGET's 5 degrees: whole cells (1 degree), cells cut by the
+#: target's edges (2 degrees), and CAM's 0.9 x 1.25-degree grid with rows at the poles.
+COARSENING = {
+    "1deg": (np.arange(-89.5, 90.0, 1.0), np.arange(0.5, 360.0, 1.0)),
+    "2deg": (np.arange(-89.0, 90.0, 2.0), np.arange(1.0, 360.0, 2.0)),
+    "cam-0.9x1.25": (np.linspace(-90.0, 90.0, 192), np.arange(288) * 1.25),
+}
+
+
+@pytest.mark.parametrize("source", list(COARSENING), ids=list(COARSENING))
+def test_coarsened_labels_match_cdo_remaplaf(tmp_path: Path, source: str) -> None:
+    """The class covering most of each cell is CDO's largest area fraction."""
+    src = label_field(*COARSENING[source])
+    ref = run_cdo("remaplaf", src, tmp_path)
+    ours = regrid(src, {**TARGET, "method": "conservative"})["t"]
+    agreement = float((ours.values == ref.transpose(*ours.dims).values).mean())
+    print(f"{source} -> 5 degrees: {agreement:.2%} of cells agree with cdo remaplaf")
+    assert ours.dtype == np.int8
+    assert agreement == 1.0
+
+
+def test_refined_labels_match_cdo_remaplaf_but_for_ties(tmp_path: Path) -> None:
+    """5 -> 2 degrees: a target cell centred on a source cell's east/west edge straddles two
+    cells equally (the same latitudes, the same longitude span); the tie goes to the
+    smaller class here, CDO breaks it its own way. Everywhere else the classes agree."""
+    src = label_field(np.arange(-87.5, 90.0, 5.0), np.arange(2.5, 360.0, 5.0))
+    ref = run_cdo("remaplaf", src, tmp_path, resolution=2.0)
+    ours = regrid(src, {**TARGET, "resolution": 2.0, "method": "conservative"})["t"]
+    differ = ours.values != ref.transpose(*ours.dims).values
+    tie = (ours["lon"].values % 5 == 0)[None, None, :]
+    print(
+        f"5 -> 2 degrees: {1 - differ.mean():.2%} of cells agree with cdo remaplaf, "
+        f"{(differ & ~tie).sum()} differ outside ties"
+    )
+    assert not (differ & ~tie).any()
+    assert differ.mean() < 0.05
+
+
+@pytest.mark.parametrize("domain", list(REGIONAL)[:3], ids=list(REGIONAL)[:3])
+def test_regional_labels_match_cdo_remaplaf(tmp_path: Path, domain: str) -> None:
+    """A domain crossing the target's seam: -1 exactly where CDO gives missing."""
+    lon, west = REGIONAL[domain]
+    src = label_field(np.arange(-59.0, 60.0, 2.0), lon)
+    ref = run_cdo("remaplaf", src, tmp_path, west=west)
+    ours = regrid(src, {**TARGET, "lon": [west, west + 360], "method": "conservative"})["t"]
+    ref = ref.transpose(*ours.dims).values
+    np.testing.assert_array_equal(ours.values == -1, np.isnan(ref))
+    np.testing.assert_array_equal(ours.values[~np.isnan(ref)], ref[~np.isnan(ref)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import socket
@@ -21,11 +20,10 @@ pytestmark = pytest.mark.slow
 
 def test_parallel_jobs_all_land_in_the_experiment(tmp_path: Path) -> None:
     with open(REPO / "config" / "test.yaml") as fh:
-        experiments = copy.deepcopy(yaml.safe_load(fh)["experiments"])
-    exp = experiments["enso"]
+        exp = yaml.safe_load(fh)["experiments"]["enso"]
     exp["models"] = {"cnn": exp["models"]["cnn"], "lstm": exp["models"]["lstm"]}
     exp["seeds"] = [0, 1]
-    config = write_config(tmp_path, experiments=experiments)
+    config = write_config(tmp_path, ["enso"], experiments={"enso": exp})
     targets = [f"{RESULTS}/enso/runs/{m}/seed{s}/model.pt" for m in ("cnn", "lstm") for s in (0, 1)]
     result = snakemake(tmp_path, *targets, "--cores", "4", config=config)  # 4 train jobs at once
     assert result.returncode == 0, result.stderr[-4000:]

@@ -6,10 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
+from pipeline.config import experiment_datasets
 from tests.conftest import REPO
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -17,10 +19,16 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 RESULTS = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["results"]
 
 
-def write_config(tmp: Path, **changes: object) -> Path:
-    """The test config with top-level ``changes`` (e.g. experiments=...), written into tmp."""
+def write_config(tmp: Path, only: Sequence[str] = (), **changes: object) -> Path:
+    """The test config with top-level ``changes`` (e.g. experiments=...), written into tmp.
+    With ``only``, just those experiments and the datasets they read: a test of one study
+    then runs none of the others."""
     with open(REPO / "config" / "test.yaml") as fh:
         cfg = yaml.safe_load(fh)
+    if only:
+        cfg["experiments"] = {name: cfg["experiments"][name] for name in only}
+        used = {d for exp in cfg["experiments"].values() for d in experiment_datasets(exp)}
+        cfg["datasets"] = {name: cfg["datasets"][name] for name in sorted(used)}
     cfg.update(changes)
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -89,6 +89,13 @@ MISTAKES = [
         "datasets.enso_synth.variables",
     ),
     ("grid not whole cells", "experiments.enso.grid.resolution", 7.0, "experiments.enso.grid.lat"),
+    ("old task kind", "experiments.enso.task.kind", "regression", "experiments.enso.task.kind"),
+    (
+        "classification loss for a forecast",
+        "experiments.enso.training.loss",
+        "jaccard",
+        "experiments.enso.training.loss",
+    ),
     (
         "sweep of unknown model",
         "experiments.enso.sweep",
@@ -134,6 +141,21 @@ def test_sweep_expands_into_named_variants(raw: dict) -> None:
     assert spec["model"]["kernel"] == 5 and spec["training"]["lr"] == 3e-4
     assert spec["base"] == "cnn"
     assert len(variants) == 4 + 4  # 4 cnn variants + resnet, lstm, convlstm, unet
+
+
+def test_training_loss_is_checked_by_the_task_where_it_was_set(raw: dict) -> None:
+    raw["experiments"]["enso"]["sweep"] = {"cnn": {"loss": ["mse", "dice"]}}
+    with pytest.raises(ConfigError) as info:
+        resolve_config(raw)
+    assert info.value.key == "experiments.enso.sweep.cnn.loss"
+    assert "cnn-lossdice" in str(info.value) and "classification loss" in str(info.value)
+    raw["experiments"]["enso"]["sweep"] = {"cnn": {"loss": ["mse", "auto"]}}
+    variants = resolve_config(raw)["experiments"]["enso"]["variants"]
+    assert variants["lstm"]["training"]["loss"] == "auto"  # the default: the task's own
+    assert {v["training"]["loss"] for n, v in variants.items() if n.startswith("cnn")} == {
+        "mse",
+        "auto",
+    }
 
 
 def test_variant_name_formats_values() -> None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.inspection import permutation_importance as sk_permutation_importance
 
-from pipeline.importance import channel_groups, permutation_importance
+from pipeline.importance import (
+    block_bootstrap_ci,
+    channel_groups,
+    permutation_importance,
+    squared_error,
+)
 
 N = 4000
 NAMES = ["A", "A'", "B", "N"]
@@ -155,3 +161,67 @@ def test_single_pass_agrees_with_sklearn() -> None:
             N
         )
         assert abs(ours.loc[name, "score"] - sk.importances_mean[i]) <= mc_error + 1e-12, name
+
+
+def test_the_default_loss_is_the_per_sample_squared_error() -> None:
+    X, y = analytic_data()
+    X, y = X[:500], y[:500]
+    explicit = run(X=X, y=y, repeats=2, loss=squared_error)
+    pd.testing.assert_frame_equal(explicit, run(X=X, y=y, repeats=2))
+
+
+class Sign(torch.nn.Module):
+    """Two-class logits from the sign of the first feature alone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([-4 * x[:, 0], 4 * x[:, 0]], dim=1)
+
+
+def test_a_task_loss_on_class_labels() -> None:
+    """A per-sample cross-entropy of integer labels (a classification task's loss)."""
+    X, _ = analytic_data()
+    labels = (X[:, 0] > 0).astype(np.int64)  # the true class is the sign of A
+
+    def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits, y, reduction="none")
+
+    table = run(Sign(), X=X, y=labels, repeats=2, methods=("single",), loss=cross_entropy)
+    single = table.set_index("group")["score"]
+    assert single["A"] > 1.0  # a random sign: the confident logits cost about 2 nats
+    assert single[["A'", "B", "N"]].tolist() == [0.0, 0.0, 0.0]  # never read
+
+
+def both_outputs(X: np.ndarray) -> np.ndarray:
+    """Two outputs: f (reads A, A' and B) and B alone."""
+    return np.concatenate([f(X), X[:, 2:3]], axis=1)
+
+
+def test_several_outputs_are_scored_as_if_each_were_alone() -> None:
+    """One set of forward passes serves every output (e.g. classes); each output's
+    scores, and its multi-pass order, are those of a run on that output only."""
+    X, y = analytic_data()
+    X, Y = X[:400], np.concatenate([y[:400], X[:400, 2:3]], axis=1)
+
+    def squared(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (pred - target) ** 2  # (batch, 2)
+
+    both = run(both_outputs, X=X, y=Y, repeats=2, loss=squared, outputs=["f", "b"])
+    for g, name in enumerate(["f", "b"]):
+        alone = run(both_outputs, X=X, y=Y, repeats=2, loss=lambda p, t, g=g: squared(p, t)[:, g])
+        mine = both[both["output"] == name].drop(columns="output").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, alone)
+    only_b = both[(both["output"] == "b") & (both["method"] == "single")].set_index("group")
+    assert only_b.loc[["A", "A'", "N"], "score"].tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src: the moving-block bootstrap under-samples the first and last block-1 "
+    "samples, so its intervals are not centred on the score; circular blocks (Politis & "
+    "Romano 1992) are (fix in the test-suite report)",
+)
+def test_the_bootstrap_is_centred_on_the_score() -> None:
+    """Loss increases that are large at both ends of the test period (events there)."""
+    diffs = np.r_[np.full(6, 10.0), np.zeros(36), np.full(6, 10.0)]
+    low, high = block_bootstrap_ci(diffs, n_boot=4000, block=12, seed=0, level=0.5)
+    assert low < diffs.mean() < high  # HEAD: the interquartile range is 0.21 to 1.46, mean 2.5

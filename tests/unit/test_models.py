@@ -1,6 +1,8 @@
-"""The model zoo: shapes, Earth-aware padding, spec checking."""
+"""The model zoo: shapes, Earth-aware padding, spec checking, the index read-out."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,37 +10,41 @@ import torch
 import xarray as xr
 
 from pipeline.config import ConfigError
-from pipeline.geo import INDEX_BOXES, box_mean, box_weights
+from pipeline.geo import INDEX_BOXES, box_mean
 from pipeline.models.layers import EarthPad2d, PaddedConv2d
-from pipeline.models.registry import Shapes, build_model, predict_index
-from pipeline.models.specs import ARCH_OPTIONS, complete_spec
+from pipeline.models.registry import Shapes, build_model, data_shapes
+from pipeline.models.specs import ARCH_OPTIONS, MAP_ARCHS, complete_spec
+from pipeline.prepare import open_prepared
+from pipeline.tasks import get_task
+from pipeline.tasks.forecast import MapForecaster
 
 LAT, LON = 6, 36
 
 
 def shapes(n_out: int = 3) -> Shapes:
     weights = torch.full((2, LAT, LON), 1.0 / (LAT * LON))
-    return Shapes(
-        history=3,
-        channels=2,
-        lat=LAT,
-        lon=LON,
-        n_out=n_out,
-        channel_weights=weights,
-        index_weights=torch.full((LAT, LON), 1.0 / (LAT * LON)),
-    )
+    return Shapes(history=3, channels=2, lat=LAT, lon=LON, n_out=n_out, channel_weights=weights)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCH_OPTIONS))
-def test_every_arch_maps_inputs_to_all_leads(arch: str) -> None:
+def test_every_arch_gives_n_out_values_or_maps(arch: str) -> None:
     torch.manual_seed(0)
     model = build_model({"arch": arch}, shapes(n_out=4))
     x = torch.randn(5, 3, 2, LAT, LON)
-    out = predict_index(model, x)
-    assert out.shape == (5, 4)
+    out = model(x)
+    assert out.shape == ((5, 4, LAT, LON) if arch in MAP_ARCHS else (5, 4))
     assert torch.isfinite(out).all()
     out.sum().backward()  # differentiable end to end
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_data_shapes_weight_only_valid_cells(tiny_prepared: Path) -> None:
+    ds = open_prepared(tiny_prepared).load()
+    s = data_shapes(ds, ds.sizes["lead"])
+    assert (s.history, s.channels, s.lat, s.lon, s.n_out) == (2, 2, ds.sizes["lat"], 36, 2)
+    torch.testing.assert_close(s.channel_weights.sum(dim=(1, 2)), torch.ones(2))
+    land = ~torch.as_tensor(ds["mask"].values)
+    assert land.any() and (s.channel_weights[land] == 0).all()
 
 
 def test_periodic_padding_wraps_longitude_not_latitude() -> None:
@@ -113,28 +119,18 @@ def test_lstm_learned_pooling() -> None:
     assert model(torch.randn(2, 3, 2, LAT, LON)).shape == (2, 3)
 
 
-def test_unet_is_a_segmentation_network_too() -> None:
-    model = build_model({"arch": "unet", "depth": 2, "base": 4}, shapes(n_out=3))
-    logits = model(torch.randn(2, 3, 2, 23, 72))
-    assert logits.shape == (2, 3, 23, 72)  # (batch, classes, lat, lon), odd sizes restored
-    plain = model.unet(torch.randn(2, 6, 23, 72))
-    assert plain.shape == (2, 3, 23, 72)
-
-
-def test_unet_index_readout_is_the_prepare_operator() -> None:
-    lat = xr.DataArray(np.arange(-25.0, 30.0, 10.0), dims="lat")
-    lon = xr.DataArray(np.arange(5.0, 360.0, 10.0), dims="lon")
-    lat = lat.assign_coords(lat=lat)
-    lon = lon.assign_coords(lon=lon)
-    weights = torch.as_tensor(box_weights(lat, lon, INDEX_BOXES["nino34"]).values)
-    model = build_model(
-        {"arch": "unet", "depth": 1, "base": 4},
-        Shapes(history=3, channels=2, lat=6, lon=36, n_out=2, index_weights=weights),
-    )
-    maps = torch.randn(3, 2, 6, 36, dtype=torch.float64)
+def test_unet_index_readout_is_the_prepare_operator(tiny_prepared: Path) -> None:
+    """The forecast task wraps map networks in the box mean prepare takes the index by."""
+    prepared = open_prepared(tiny_prepared).load()
+    model = get_task("forecast").model({"arch": "unet", "depth": 1, "base": 4}, prepared)
+    assert isinstance(model, MapForecaster)
+    assert {k.split(".")[0] for k in model.state_dict()} == {"unet", "readout"}  # as saved
+    maps = torch.randn(3, 2, prepared.sizes["lat"], prepared.sizes["lon"], dtype=torch.float64)
     ours = model.readout(maps.float())
     da = xr.DataArray(
-        maps.numpy(), dims=("b", "lead", "lat", "lon"), coords={"lat": lat, "lon": lon}
+        maps.numpy(),
+        dims=("b", "lead", "lat", "lon"),
+        coords={"lat": prepared["lat"], "lon": prepared["lon"]},
     )
     reference = box_mean(da, INDEX_BOXES["nino34"]).values
     np.testing.assert_allclose(ours.numpy(), reference, rtol=1e-5)

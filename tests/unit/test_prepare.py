@@ -1,15 +1,18 @@
-"""Prepare: train-only statistics, no leakage across splits, correct Niño3.4."""
+"""Prepare: train-only statistics, no leakage across splits, correct Niño3.4, and the
+store's provenance (the forecast task builds the samples, tasks/forecast.py)."""
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 
 from pipeline.geo import area_weights, box_mean, index_series
-from pipeline.prepare import build_samples, sample_indices, split_labels
+from pipeline.prepare import open_prepared, split_labels
+from pipeline.tasks import get_task, prepared_task
+from pipeline.tasks.forecast import build_samples, sample_indices
 from pipeline.variables import DataError
 
 TASK = {
@@ -69,7 +72,7 @@ def test_changing_test_data_does_not_change_train_statistics() -> None:
     poisoned["sst"] = poisoned["sst"].where(~test_period, poisoned["sst"] + 50.0)
     poisoned["heat_content"] = poisoned["heat_content"].where(~test_period, -99.0)
     a, b = build_samples(base, TASK, SPLITS), build_samples(poisoned, TASK, SPLITS)
-    assert json.loads(a.attrs["stats"]) == json.loads(b.attrs["stats"])
+    assert a.attrs["stats"] == b.attrs["stats"]
     xr.testing.assert_identical(a["climatology"], b["climatology"])
     train = a["split"] == "train"
     xr.testing.assert_identical(a["x"].where(train, drop=True), b["x"].where(train, drop=True))
@@ -79,7 +82,7 @@ def test_changing_test_data_does_not_change_train_statistics() -> None:
 
 def test_normalisation_uses_train_only() -> None:
     ds = build_samples(fields(), TASK, SPLITS)
-    stats = json.loads(ds.attrs["stats"])
+    stats = ds.attrs["stats"]
     train_x = ds["x"].where(ds["split"] == "train", drop=True).isel(history=-1)
     mask = ds["mask"]
     sst = train_x.sel(channel="sst").where(mask.sel(channel="sst"))
@@ -141,3 +144,15 @@ def test_oracle_is_attached_from_truth() -> None:
 def test_missing_variable_is_a_clear_error() -> None:
     with pytest.raises(DataError, match="heat_content"):
         build_samples(fields().drop_vars("heat_content"), TASK, SPLITS)
+
+
+def test_the_store_records_its_task_and_reads_back_its_attrs(tiny_prepared: Path) -> None:
+    ds = open_prepared(tiny_prepared)
+    assert ds.attrs["task"] == "forecast"
+    assert prepared_task(ds) is get_task("forecast")
+    assert set(ds.attrs["json_attrs"].split()) == {"leads", "splits", "stats"}
+    assert ds.attrs["leads"] == [1, 6]  # lists and dicts come back decoded
+    assert ds.attrs["splits"]["test"] == [2006, 2009]
+    assert set(ds.attrs["stats"]) == {"sst", "heat_content"}
+    assert ds.attrs["config_hash"] == "test"
+    assert len(ds.attrs["data_sha256"]) == 64

@@ -1,4 +1,4 @@
-"""Regridding: conventions, the seam, NaN masks, out-of-core memory."""
+"""Regridding: conventions, the seam, NaN masks, out-of-core memory, class labels."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import xarray as xr
 
 from pipeline.conservative import latitude_weights, longitude_weights
 from pipeline.regrid import is_global_longitude, regrid, regrid_dataset, target_grid
+from pipeline.variables import is_categorical
 
 GRID = {
     "resolution": 10.0,
@@ -190,3 +191,125 @@ def test_a_repeated_end_column_is_the_same_global_grid(method: str) -> None:
     closed = field(lon=np.arange(0.0, 361.0, 2.0))
     grid = {**GRID, "method": method}
     np.testing.assert_allclose(regrid(closed, grid)["v"], regrid(field(), grid)["v"], rtol=1e-12)
+
+
+# -- class labels: the class covering most of each cell, never an average
+
+
+def labels_field(lat: np.ndarray, lon: np.ndarray, seed: int = 0, n_time: int = 2) -> xr.Dataset:
+    """Random classes 0..2 (int8) on the given cell centres, beside a continuous 'v'."""
+    rng = np.random.default_rng(seed)
+    shape = (n_time, lat.size, lon.size)
+    time = xr.date_range("2000-01-01", periods=n_time, freq="MS")
+    return xr.Dataset(
+        {
+            "label": (("time", "lat", "lon"), rng.integers(0, 3, shape).astype("i1")),
+            "v": (("time", "lat", "lon"), rng.normal(size=shape)),
+        },
+        coords={"time": time, "lat": lat, "lon": lon},
+    )
+
+
+def block_areas(labels: np.ndarray, lat: np.ndarray, k: int) -> np.ndarray:
+    """Area of each class in each k x k block of cells (cell area ~ the sin-lat span)."""
+    half = np.abs(np.diff(lat)[0]) / 2
+    area = np.sin(np.deg2rad(lat + half)) - np.sin(np.deg2rad(lat - half))
+    n_lat, n_lon = labels.shape[-2] // k, labels.shape[-1] // k
+    blocks = labels.reshape(*labels.shape[:-2], n_lat, k, n_lon, k)
+    weights = area.reshape(n_lat, k)[:, :, None, None]
+    return np.stack([((blocks == c) * weights).sum((-3, -1)) for c in range(3)], -1)
+
+
+def test_labels_take_the_class_covering_most_of_each_cell() -> None:
+    lat, lon = np.arange(-59.0, 60.0, 2.0), np.arange(1.0, 360.0, 2.0)
+    src = labels_field(lat, lon)
+    out = regrid(src, {**GRID, "resolution": 10.0})
+    assert out["label"].dtype == np.int8  # an integer in, an integer out
+    areas = block_areas(src["label"].values, lat, k=5)
+    top = np.sort(areas, -1)
+    clear = top[..., -1] > top[..., -2] * (1 + 1e-9)  # no tie between the two largest
+    np.testing.assert_array_equal(out["label"].values[clear], areas.argmax(-1)[clear])
+    assert clear.mean() > 0.9
+    # the continuous variable beside it is regridded as before, untouched by the labels
+    xr.testing.assert_identical(out["v"], regrid(src[["v"]], {**GRID, "resolution": 10.0})["v"])
+
+
+def test_an_exact_tie_goes_to_the_smaller_class() -> None:
+    src = labels_field(np.arange(-57.5, 60.0, 5.0), np.arange(2.5, 360.0, 5.0), n_time=1)
+    src["label"][:] = xr.where(src["lon"] % 10 < 5, 2, 1)  # every 10-degree cell: half 2, half 1
+    assert (regrid(src, GRID)["label"] == 1).all()
+
+
+def test_refining_labels_copies_the_source_cell_holding_each_target_cell() -> None:
+    src = labels_field(np.arange(-55.0, 60.0, 10.0), np.arange(5.0, 360.0, 10.0))
+    out = regrid(src, {**GRID, "resolution": 2.5, "lat": [-60, 60]})["label"]
+    expected = src["label"].values.repeat(4, axis=1).repeat(4, axis=2)
+    np.testing.assert_array_equal(out.values, expected)
+
+
+def test_unlabelled_area_follows_the_nan_threshold() -> None:
+    lat, lon = np.arange(-59.0, 60.0, 2.0), np.arange(1.0, 360.0, 2.0)
+    src = labels_field(lat, lon, n_time=1)
+    src["label"][:] = 2
+    src["label"].loc[{"lon": slice(0, 6)}] = -1  # 3 of the 5 columns of the cell 0..10 E
+    src["label"].loc[{"lon": slice(100, 110)}] = -1  # the cell 100..110 E wholly
+    strict = regrid(src, {**GRID, "nan_threshold": 0.5})["label"].isel(time=0)
+    loose = regrid(src, {**GRID, "nan_threshold": 0.9})["label"].isel(time=0)
+    assert (strict.sel(lon=5.0) == -1).all() and (loose.sel(lon=5.0) == 2).all()
+    assert (loose.sel(lon=105.0) == -1).all() and (loose.sel(lon=115.0) == 2).all()
+    unlabelled = regrid(src.assign(label=src["label"] * 0 - 1), GRID)["label"]
+    assert (unlabelled == -1).all() and unlabelled.dtype == np.int8
+
+
+@pytest.mark.parametrize("lon", [PACIFIC, PACIFIC - 360], ids=["0..360", "negative"])
+def test_labels_of_a_regional_domain_are_missing_outside_and_never_wrapped(lon) -> None:
+    src = labels_field(np.arange(-59.0, 60.0, 2.0), lon)
+    out = regrid(src, {**GRID, "lon": [-180, 180]})["label"]
+    inside = (out["lon"] >= 125) | (out["lon"] <= -85)
+    assert (out.where(inside, drop=True) >= 0).all()
+    assert (out.where(~inside & (out["lon"] > -75) & (out["lon"] < 115), drop=True) == -1).all()
+    east = regrid(src, GRID)["label"]
+    wrapped = out.assign_coords(lon=out["lon"] % 360).sortby("lon")
+    np.testing.assert_array_equal(wrapped.values, east.values)
+
+
+def test_labels_across_the_seam() -> None:
+    """Cells straddling 0E (a grid from -5E) get the classes of both sides: the same as
+    the field shifted 5 degrees east on a grid from 0E, where no cell straddles it."""
+    src = labels_field(np.arange(-59.0, 60.0, 2.0), np.arange(1.0, 360.0, 2.0))
+    seam = regrid(src, {**GRID, "lon": [-5, 355]})["label"]
+    shifted = regrid(src.assign_coords(lon=src["lon"] + 5), GRID)["label"]
+    assert (seam >= 0).all()
+    np.testing.assert_array_equal(seam.values, shifted.values)
+
+
+@pytest.mark.parametrize(
+    ("values", "attrs", "encoding", "categorical"),
+    [
+        (np.array([0, 1, 2], dtype="i8"), {}, {}, True),
+        (np.array([0.0, 1.0, np.nan]), {"flag_values": [0, 1], "flag_meanings": "a b"}, {}, True),
+        (np.array([0.0, 1.0, np.nan]), {}, {"dtype": np.dtype("i1"), "_FillValue": -9}, True),
+        (np.array([0.5, 1.0, np.nan]), {}, {"dtype": np.dtype("i2"), "scale_factor": 0.5}, False),
+        (np.array([0.5, 1.0, 2.0]), {"units": "K"}, {}, False),
+    ],
+    ids=["integer", "cf-flags", "integer-on-disk", "packed-quantity", "float"],
+)
+def test_which_variables_are_labels(values, attrs, encoding, categorical) -> None:
+    da = xr.DataArray(values, dims="x", attrs=attrs)
+    da.encoding = encoding
+    assert is_categorical(da) is categorical
+
+
+def test_a_decoded_fill_value_becomes_missing_in_an_integer_store(tmp_path) -> None:
+    """An int8 label with a _FillValue decodes to float with NaN: stored as int8, -1."""
+    src = labels_field(np.arange(-59.0, 60.0, 2.0), np.arange(1.0, 360.0, 2.0))
+    src["label"].loc[{"lon": slice(100, 110)}] = -9
+    src["label"].encoding = {"_FillValue": np.int8(-9)}
+    path = tmp_path / "labels.nc"
+    src.to_netcdf(path)
+    assert xr.open_dataset(path)["label"].dtype.kind == "f"
+    manifest = {"dataset": "m", "files": [{"path": str(path), "role": "data"}]}
+    regrid_dataset(manifest, {}, GRID, tmp_path / "o.zarr")
+    out = xr.open_zarr(tmp_path / "o.zarr")
+    assert out["label"].dtype == np.int8 and out["v"].dtype == np.float32
+    assert (out["label"].sel(lon=105.0) == -1).all() and (out["label"].sel(lon=95.0) >= 0).all()

@@ -15,13 +15,17 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UN
 from mlflow.tracking import MlflowClient
 
 from pipeline import tracking
+from pipeline.scores import ALL, score_rows, scores_table
 from pipeline.tracking import (
+    TAG_PREFIX,
     TRACKING_TAG,
     RunLogger,
-    evaluation_metrics,
+    group_suffix,
     importance_metrics,
     is_transient,
+    log_reference_runs,
     read_state,
+    score_metrics,
     setup_experiments,
 )
 
@@ -90,17 +94,30 @@ def test_retry_outlasts_transient_errors_and_not_permanent_ones() -> None:
     assert len(calls) == 1
 
 
+def test_group_suffixes_sort_as_text_and_name_classes() -> None:
+    leads = ["1", "6", "12"]
+    assert [group_suffix("lead", g, leads) for g in leads] == ["lead01", "lead06", "lead12"]
+    assert group_suffix("lead", "6", ["1", "6"]) == "lead6"  # no padding below 10
+    assert group_suffix("class", "AR", ["TC", "AR"]) == "class_AR"
+    assert group_suffix("class", "tropical cyclone", []) == "class_tropical_cyclone"
+
+
 def test_metric_names_sort_in_lead_order() -> None:
     leads = [1, 3, 12]
-    per_lead = {str(lead): {"model": {"acc": 0.9 - lead / 100}} for lead in leads}
-    metrics = {"per_lead": per_lead, "mean_over_leads": {"model": {"acc": 0.8}}}
-    names = [n for n in evaluation_metrics(metrics) if "_lead" in n]
+    rows = [r for lead in leads for r in score_rows("cnn", "model", "lead", lead, {"acc": 0.9})]
+    rows += score_rows("cnn", "model", "lead", ALL, {"acc": 0.8, "rmse": float("nan")})
+    rows += score_rows("persistence", "baseline", "lead", 1, {"acc": 0.95})
+    metrics = score_metrics(scores_table(rows), "cnn")
+    names = [n for n in metrics if "_lead" in n]
     assert names == ["test_acc_lead01", "test_acc_lead03", "test_acc_lead12"]
     assert sorted(names) == names
+    assert metrics["test_acc"] == 0.8  # the ``all`` group has no suffix
+    assert "test_rmse" not in metrics  # MLflow takes finite numbers only
+    assert score_metrics(scores_table(rows), "persistence") == {"test_acc_lead1": 0.95}
     table = pd.DataFrame(
-        {"lead": leads, "method": "single", "group": "sst", "score": [0.1, 0.2, 0.3]}
+        {"lead": ["1", "3", "12"], "method": "single", "group": "sst", "score": [0.1, 0.2, 0.3]}
     )
-    assert sorted(importance_metrics(table, leads)) == [
+    assert sorted(importance_metrics(table, "lead", ["1", "3", "12"])) == [
         "importance_single_sst_lead01",
         "importance_single_sst_lead03",
         "importance_single_sst_lead12",
@@ -178,3 +195,36 @@ def test_a_rerun_evaluation_replaces_the_runs_results(
             ev.reopen(train.run_id)
             ev.metrics({"test_acc": acc})
     assert MlflowClient(uri).get_run(train.run_id).data.metrics["test_acc"] == 0.5
+
+
+def test_reference_runs_carry_their_role_and_the_model_metric_names(
+    store: tuple[str, str],
+) -> None:
+    """Baselines, the oracle (a ceiling) and seed ensembles get runs of their own, reused
+    for the same prepared data, with the network runs' metric names."""
+    uri, exp = store
+    rows = []
+    for name, role in [
+        ("cnn", "model"),
+        ("persistence", "baseline"),
+        ("oracle", "ceiling"),
+        ("cnn-ensemble", "ensemble"),
+    ]:
+        rows += score_rows(name, role, "lead", 6, {"acc": 0.7})
+        rows += score_rows(name, role, "lead", ALL, {"acc": 0.6})
+    scores = scores_table(rows)
+    ids = log_reference_runs(uri, exp, "enso", scores, "sha", "hash")
+    client = MlflowClient(uri)
+    runs = {client.get_run(i).data.tags[f"{TAG_PREFIX}model"]: client.get_run(i) for i in ids}
+    assert set(runs) == {"persistence", "oracle", "cnn-ensemble"}  # never the model run
+    roles = {name: run.data.tags[f"{TAG_PREFIX}role"] for name, run in runs.items()}
+    assert roles == {"persistence": "baseline", "oracle": "ceiling", "cnn-ensemble": "ensemble"}
+    assert runs["oracle"].info.run_name == "ceiling: oracle"
+    for run in runs.values():
+        assert run.data.metrics == {"test_acc_lead6": 0.7, "test_acc": 0.6}
+        assert run.info.status == "FINISHED"
+    again = log_reference_runs(uri, exp, "enso", scores.assign(value=0.5), "sha", "hash")
+    assert again == ids  # the same prepared data: the same runs, new values
+    assert client.get_run(ids[0]).data.metrics["test_acc"] == 0.5
+    other = log_reference_runs(uri, exp, "enso", scores, "other-data", "hash")
+    assert not set(other) & set(ids)

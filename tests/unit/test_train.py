@@ -1,4 +1,5 @@
-"""The training loop: determinism, kill-and-resume, data paths, early stopping, losses."""
+"""The training loop: determinism, kill-and-resume, data paths, early stopping, and the
+loss and target the task chooses (the losses themselves: test_losses.py)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,11 @@ from pipeline.prepare import open_prepared
 from pipeline.train import (
     CHECKPOINT,
     epoch_order,
-    masked_mse,
+    load_split,
     resolve_amp,
     resolve_device,
     save_outputs,
     train_model,
-    weighted_cross_entropy,
 )
 
 TRAINING = {
@@ -34,6 +34,7 @@ TRAINING = {
     "scheduler": "cosine",
     "grad_clip": 1.0,
     "patience": 10,
+    "loss": "auto",
     "amp": "auto",
     "device": "cpu",
     "deterministic": True,
@@ -172,23 +173,13 @@ def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
     assert sorted(epoch_order(50, 2, 1).tolist()) == list(range(50))
 
 
-def test_masked_mse_ignores_nan_targets() -> None:
-    pred = torch.tensor([[1.0, 2.0], [3.0, 100.0]])
-    target = torch.tensor([[0.0, 2.0], [3.0, float("nan")]])
-    assert masked_mse(pred, target).item() == pytest.approx(1 / 3)
-    pred.requires_grad_(True)
-    masked_mse(pred, target).backward()
-    assert pred.grad[1, 1] == 0 and torch.isfinite(pred.grad).all()
-
-
-def test_weighted_cross_entropy() -> None:
-    logits = torch.tensor([[[[2.0]], [[0.0]], [[0.0]]]])  # one pixel, class 0 favoured
-    labels = torch.tensor([[[1]]])
-    plain = weighted_cross_entropy(logits, labels)
-    weighted = weighted_cross_entropy(logits, labels, torch.tensor([1.0, 1.0, 1.0]))
-    assert plain.item() == pytest.approx(weighted.item())
-    ignored = weighted_cross_entropy(logits.repeat(2, 1, 1, 1), torch.tensor([[[1]], [[-1]]]))
-    assert ignored.item() == pytest.approx(plain.item())
+def test_map_networks_train_on_the_maps(tiny_prepared: Path, tmp_path: Path) -> None:
+    """The U-Net's loss is over the anomaly maps (the task's target), land (NaN) excluded."""
+    prepared = open_prepared(tiny_prepared).load()
+    maps = load_split(prepared, "train", "y_map")
+    assert maps.y.shape[1:] == prepared["y_map"].shape[1:] and maps.y.isnan().any()
+    history, _ = run(tiny_prepared, tmp_path, variant("unet", epochs=1))
+    assert history[["train_loss", "val_loss"]].notna().all(axis=None)
 
 
 def test_device_and_amp_resolution() -> None:

@@ -2,6 +2,7 @@
 import shutil
 
 from pipeline.config import experiment_datasets
+from pipeline.tasks import time_step
 from pipeline.tracking import tracking_uri
 
 RESULTS = CFG["results"]
@@ -37,6 +38,16 @@ def grid_of(dataset):
     raise ValueError(f"dataset {dataset} is used by no experiment")
 
 
+def time_step_of(dataset):
+    """The strictest time axis a dataset's experiments need: monthly for a forecast."""
+    steps = {
+        time_step(e)
+        for e in CFG["experiments"].values()
+        if dataset in experiment_datasets(e)
+    }
+    return "monthly" if "monthly" in steps else None
+
+
 def run_dirs(experiment):
     """One folder per (model variant, seed) of an experiment."""
     exp = CFG["experiments"][experiment]
@@ -63,7 +74,7 @@ def finished_message():
     lines = ["", "geodl-pipeline finished."]
     for e in EXPERIMENTS:
         lines.append(
-            f"  {e}: summary   {RESULTS}/{e}/summary/ (summary.csv, skill_vs_lead.png)"
+            f"  {e}: summary   {RESULTS}/{e}/summary/ (summary.csv, best_forecasts.csv, figures/)"
         )
         lines.append(f"  {e}: per run   {RESULTS}/{e}/runs/<model>/seed<seed>/")
     lines.append(f"  MLflow store  {tracking_uri(CFG)}")

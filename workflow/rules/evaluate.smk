@@ -7,10 +7,8 @@ rule evaluate:
         model=f"{RUN}/model.pt",
         run_id=f"{RUN}/mlflow_run_id",
     output:
-        metrics=f"{RUN}/metrics.json",
+        metrics=f"{RUN}/metrics.csv",
         predictions=f"{RUN}/predictions.nc",
-        skill=f"{RUN}/plots/skill_vs_lead.png",
-        skill_pdf=f"{RUN}/plots/skill_vs_lead.pdf",
     log:
         f"{RESULTS}/logs/evaluate/{{experiment}}/{{model}}-seed{{seed}}.log",
     conda:
@@ -30,7 +28,7 @@ rule importance:
         model=f"{RUN}/model.pt",
         run_id=f"{RUN}/mlflow_run_id",
         # the same MLflow run: log after evaluate, never concurrently with it
-        metrics=f"{RUN}/metrics.json",
+        metrics=f"{RUN}/metrics.csv",
     output:
         table=f"{RUN}/importance.csv",
         plot=f"{RUN}/plots/importance.png",

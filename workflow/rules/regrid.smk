@@ -13,5 +13,6 @@ rule regrid:
     params:
         dataset=lambda w: dataset_params(CFG["datasets"][w.dataset]),
         grid=lambda w: grid_of(w.dataset),
+        time_step=lambda w: time_step_of(w.dataset),
     script:
         "../scripts/regrid.py"

@@ -1,7 +1,7 @@
 rule summarize:
     input:
         runs=lambda w: [f"{run}/importance.csv" for run in run_dirs(w.experiment)],
-        metrics=lambda w: [f"{run}/metrics.json" for run in run_dirs(w.experiment)],
+        metrics=lambda w: [f"{run}/metrics.csv" for run in run_dirs(w.experiment)],
         prepared=lambda w: prepared_store(w.experiment),
         mlflow=rules.mlflow_setup.output.ids,
     output:
@@ -10,29 +10,18 @@ rule summarize:
             caption="../report/summary_table.rst",
             category="Summary",
         ),
-        skill=report(
-            f"{RESULTS}/{{experiment}}/summary/skill_vs_lead.png",
-            caption="../report/skill_vs_lead.rst",
-            category="Summary",
-        ),
-        heatmap=report(
-            f"{RESULTS}/{{experiment}}/summary/importance_heatmap.png",
-            caption="../report/importance_heatmap.rst",
-            category="Interpretation",
-        ),
-        maps=report(
-            f"{RESULTS}/{{experiment}}/summary/example_maps.png",
-            caption="../report/example_maps.rst",
-            category="Interpretation",
-        ),
         best=report(
-            f"{RESULTS}/{{experiment}}/summary/best_per_lead.csv",
-            caption="../report/best_per_lead.rst",
+            f"{RESULTS}/{{experiment}}/summary/best_forecasts.csv",
+            caption="../report/best_forecasts.rst",
             category="Summary",
         ),
-        skill_pdf=f"{RESULTS}/{{experiment}}/summary/skill_vs_lead.pdf",
-        heatmap_pdf=f"{RESULTS}/{{experiment}}/summary/importance_heatmap.pdf",
-        maps_pdf=f"{RESULTS}/{{experiment}}/summary/example_maps.pdf",
+        figures=report(
+            directory(f"{RESULTS}/{{experiment}}/summary/figures"),
+            patterns=["{figure}.png"],
+            caption="../report/summary_figures.rst",
+            category="Summary",
+            labels={"experiment": "{experiment}", "figure": "{figure}"},
+        ),
         run_id=f"{RESULTS}/{{experiment}}/summary/mlflow_run_id",
     log:
         f"{RESULTS}/logs/summarize/{{experiment}}.log",

@@ -13,4 +13,5 @@ regrid_dataset(
     snakemake.params.grid,
     snakemake.output.store,
     threads=snakemake.threads,
+    time_step=snakemake.params.time_step,
 )

@@ -1,4 +1,5 @@
-"""Model zoo: CNN, ResNet, LSTM, ConvLSTM and U-Net.
+"""Model zoo: CNN, ResNet, LSTM, ConvLSTM, U-Net, an encoder-decoder without skips
+(encdec) and a fully convolutional network (FCN).
 
 Build any of them with ``pipeline.models.registry.build_model(spec, shapes)``. This
 package's ``__init__`` imports nothing, so the torch-free ``specs`` module can be used

@@ -23,8 +23,6 @@ def dense_head(n_in: int, hidden: list[int], n_out: int, act: str, dropout: floa
 
 
 class CNN(nn.Module):
-    output = "index"
-
     def __init__(self, spec: dict, in_channels: int, lat: int, lon: int, n_out: int):
         super().__init__()
         blocks: list[nn.Module] = []

@@ -25,8 +25,6 @@ class ConvLSTMCell(nn.Module):
 
 
 class ConvLSTM(nn.Module):
-    output = "index"
-
     def __init__(self, spec: dict, in_channels: int, lat: int, lon: int, n_out: int):
         super().__init__()
         hidden = spec["hidden"]

@@ -25,12 +25,14 @@ class EarthPad2d(nn.Module):
 
     Longitude wraps around the globe, latitude does not: wrapping it would glue the
     South Pole to the North Pole (WeatherBench's periodic convolution). ``mode="zero"``
-    pads zeros on both axes, as a plain ``Conv2d(padding=k//2)`` would.
+    pads zeros on both axes, as a plain ``Conv2d(padding=k//2)`` would. A kernel
+    dilated by d spans ``d * (kernel - 1) + 1`` cells, and is padded for that span.
     """
 
-    def __init__(self, kernel: int, mode: str = "periodic"):
+    def __init__(self, kernel: int, mode: str = "periodic", dilation: int = 1):
         super().__init__()
-        self.before, self.after = (kernel - 1) // 2, kernel // 2
+        span = dilation * (kernel - 1) + 1
+        self.before, self.after = (span - 1) // 2, span // 2
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,12 +46,20 @@ class EarthPad2d(nn.Module):
 class PaddedConv2d(nn.Sequential):
     """Earth padding followed by an unpadded convolution ("same" size at stride 1)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, padding: str, stride: int = 1):
-        super().__init__(EarthPad2d(kernel, padding), nn.Conv2d(c_in, c_out, kernel, stride=stride))
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, padding: str, stride: int = 1, dilation: int = 1
+    ):
+        super().__init__(
+            EarthPad2d(kernel, padding, dilation),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, dilation=dilation),
+        )
 
 
 def stack_history(x: torch.Tensor) -> torch.Tensor:
-    """(batch, history, channels, lat, lon) -> (batch, history*channels, lat, lon)."""
+    """(batch, history, channels, lat, lon) -> (batch, history*channels, lat, lon);
+    (batch, channels, lat, lon) maps pass as they are."""
+    if x.dim() == 4:
+        return x
     b, h, c, ny, nx = x.shape
     return x.reshape(b, h * c, ny, nx)
 

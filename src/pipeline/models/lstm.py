@@ -13,8 +13,6 @@ from torch import nn
 
 
 class LSTMForecaster(nn.Module):
-    output = "index"
-
     def __init__(
         self,
         spec: dict,

@@ -1,15 +1,22 @@
-"""One entry point that builds any architecture from its spec and the data shapes."""
+"""One entry point that builds any architecture from its spec and the data shapes.
+
+Networks end in a plain layer of ``n_out`` values or, for ``specs.MAP_ARCHS``, ``n_out``
+maps; what those outputs mean (leads, classes) and any read-out on top
+is the task's business (pipeline.tasks), so no code here or in training inspects it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import xarray as xr
 from torch import nn
 
+from pipeline.geo import area_weights
 from pipeline.models.cnn import CNN
 from pipeline.models.convlstm import ConvLSTM
-from pipeline.models.layers import IndexReadout
+from pipeline.models.fcn import FCN
 from pipeline.models.lstm import LSTMForecaster
 from pipeline.models.resnet import ResNet
 from pipeline.models.specs import complete_spec
@@ -21,9 +28,9 @@ class Shapes:
     """What a model needs to know about its data.
 
     Gridded input is (batch, history, channels, lat, lon); time-series input is
-    (batch, time, features) with ``features`` set. ``n_out`` is the number of leads
-    (regression) or classes (segmentation). ``channel_weights`` (channels, lat, lon)
-    are normalised ocean-area weights, ``index_weights`` (lat, lon) the target box.
+    (batch, time, features) with ``features`` set. ``n_out`` is the number of outputs the
+    task asks for (leads, classes). ``channel_weights`` (channels, lat, lon) are
+    normalised valid-area weights (ocean means for the LSTM's inputs).
     """
 
     history: int
@@ -33,21 +40,22 @@ class Shapes:
     n_out: int
     features: int | None = None
     channel_weights: torch.Tensor | None = None
-    index_weights: torch.Tensor | None = None
 
 
-class MapForecaster(nn.Module):
-    """A U-Net that predicts anomaly maps per lead, with the index read-out attached."""
-
-    output = "map"
-
-    def __init__(self, unet: UNet, index_weights: torch.Tensor | None):
-        super().__init__()
-        self.unet = unet
-        self.readout = IndexReadout(index_weights) if index_weights is not None else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unet(x)
+def data_shapes(ds: xr.Dataset, n_out: int) -> Shapes:
+    """Model shapes and the valid-area weights of each channel from prepared data."""
+    mask = torch.as_tensor(ds["mask"].values, dtype=torch.float32)
+    area = torch.as_tensor(area_weights(ds["lat"]).values, dtype=torch.float32)
+    channel_weights = mask * area[None, :, None]
+    channel_weights /= channel_weights.sum(dim=(1, 2), keepdim=True)
+    return Shapes(
+        history=ds.sizes["history"],
+        channels=ds.sizes["channel"],
+        lat=ds.sizes["lat"],
+        lon=ds.sizes["lon"],
+        n_out=n_out,
+        channel_weights=channel_weights,
+    )
 
 
 def build_model(spec: dict, shapes: Shapes) -> nn.Module:
@@ -65,12 +73,8 @@ def build_model(spec: dict, shapes: Shapes) -> nn.Module:
         return LSTMForecaster(
             spec, shapes.features or shapes.channels, shapes.n_out, shapes.channel_weights
         )
-    if arch == "unet":
-        return MapForecaster(UNet(spec, in_channels, shapes.n_out), shapes.index_weights)
+    if arch in ("unet", "encdec"):
+        return UNet(spec, in_channels, shapes.n_out, skips=arch == "unet")
+    if arch == "fcn":
+        return FCN(spec, in_channels, shapes.n_out)
     raise ValueError(f"unknown arch '{arch}'")
-
-
-def predict_index(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(batch, leads) index forecasts from any forecasting model."""
-    out = model(x)
-    return model.readout(out) if getattr(model, "output", "index") == "map" else out

@@ -26,8 +26,6 @@ class ResidualBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    output = "index"
-
     def __init__(self, spec: dict, in_channels: int, lat: int, lon: int, n_out: int):
         super().__init__()
         width, kernel, pad = spec["width"], spec["kernel"], spec["padding"]

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+UNET_OPTIONS: dict[str, Any] = {
+    "depth": 2,
+    "base": 16,
+    "kernel": 3,
+    "activation": "relu",
+    "padding": "periodic",
+}
+
 ARCH_OPTIONS: dict[str, dict[str, Any]] = {
     "cnn": {
         "filters": [16, 32],  # one conv block per entry
@@ -38,14 +46,20 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
         "downsample": 1,  # average-pool each map by this factor before the recurrent cells
         "padding": "periodic",
     },
-    "unet": {
-        "depth": 2,
-        "base": 16,
+    "unet": UNET_OPTIONS,
+    "encdec": dict(UNET_OPTIONS),  # the U-Net without its skip connections (models/unet.py)
+    "fcn": {
+        "filters": [32, 32, 32, 32],  # one full-resolution conv per entry
         "kernel": 3,
+        "dilation": 1,  # conv i is dilated by dilation**i (2: 1, 2, 4, 8)
         "activation": "relu",
+        "dropout": 0.0,
         "padding": "periodic",
     },
 }
+
+#: Architectures whose output is one map per output channel, at the input's resolution.
+MAP_ARCHS = frozenset({"unet", "encdec", "fcn"})
 
 CHOICES = {
     "activation": {"relu", "tanh", "gelu", "elu", "leaky_relu", "sigmoid"},
@@ -98,6 +112,7 @@ def complete_spec(spec: dict[str, Any], key: str) -> dict[str, Any]:
         "blocks",
         "stride",
         "downsample",
+        "dilation",
     ):
         if name in full and full[name] < 1:
             raise ConfigError(f"{key}.{name}", f"must be at least 1, got {full[name]}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import sha256_file, sha256_tree, write_json
+from pipeline.sources.extremes import write_extremes
 from pipeline.sources.http import download, expand_urls
 from pipeline.sources.remote_zarr import fetch_zarr
 from pipeline.sources.synthetic import write_enso
@@ -36,7 +37,20 @@ def _entry(path: Path, role: str = "data") -> dict[str, Any]:
     return {"path": str(path), "role": role, "sha256": digest}
 
 
-def _synthetic(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+#: Options of the extremes generator a source may set (pipeline.sources.extremes).
+EXTREMES_OPTIONS = (
+    "years",
+    "start_year",
+    "seed",
+    "resolution",
+    "steps_per_day",
+    "layout",
+    "experts",
+    "days",
+)
+
+
+def _enso(source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     paths = write_enso(
         out_dir,
         years=source.get("years", 150),
@@ -45,6 +59,21 @@ def _synthetic(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict
         resolution=source.get("resolution", 2.0),
     )
     return [_entry(paths["data"]), _entry(paths["truth"], role="truth")]
+
+
+def _extremes(source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+    """The files hold their labels, so all are data; unset options keep the generator's
+    defaults."""
+    options = {key: source[key] for key in EXTREMES_OPTIONS if key in source}
+    return [_entry(p) for p in write_extremes(out_dir, **options)]
+
+
+#: The synthetic generators, by ``source.generator``.
+GENERATORS = {"enso": _enso, "extremes": _extremes}
+
+
+def _synthetic(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+    return GENERATORS[source["generator"]](source, out_dir)
 
 
 def _http(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
