@@ -398,6 +398,7 @@ def importance_bars(
             part = table[(table["method"] == method) & (table[dim] == lead)]
             part = part.set_index("group").reindex(order)
             err = np.array([part["score"] - part["ci_low"], part["ci_high"] - part["score"]])
+            err = np.clip(err, 0.0, None)  # a percentile interval may miss its score
             ax.barh(
                 y,
                 part["score"],

@@ -27,7 +27,7 @@ from pipeline.io import write_netcdf, write_text
 from pipeline.prepare import open_prepared
 from pipeline.scores import write_scores
 from pipeline.tasks import prepared_task
-from pipeline.tasks.base import test_indices
+from pipeline.tasks.base import split_indices
 from pipeline.tracking import (
     RunLogger,
     flatten,
@@ -162,7 +162,7 @@ def evaluate_job(
     prepared = open_prepared(prepared_path).load()
     task = prepared_task(prepared)
     model = load_model(prepared, variant, model_path)
-    outputs = task.predict(model, prepared["x"].values[test_indices(prepared)])
+    outputs = task.predict(model, prepared["x"].values[split_indices(prepared)])
     baselines = task.baselines(prepared)
     roles = {variant_name: "model"}
     roles |= {n: "ceiling" if n in task.ceilings else "baseline" for n in baselines}
@@ -202,7 +202,7 @@ def importance_job(
     prepared = open_prepared(prepared_path).load()
     task = prepared_task(prepared)
     model = load_model(prepared, variant, model_path)
-    x_test = prepared["x"].values[test_indices(prepared)]
+    x_test = prepared["x"].values[split_indices(prepared)]
     names = [str(c) for c in prepared["channel"].values]
     if settings["groups"] == "variable_lag":
         groups = variable_lag_groups(names, list(prepared["history"].values), x_test.shape[1:])

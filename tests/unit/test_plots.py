@@ -303,11 +303,6 @@ def test_importance_heatmap_of_classes(tmp_path: Path, figures: list[Figure]) ->
     assert any("Δloss" in ax.get_ylabel() for ax in figures[0].axes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src: importance_bars draws score - ci_low as an error bar, negative when a "
-    "percentile interval misses its score; clip at 0 (fix in the test-suite report)",
-)
 def test_an_interval_that_misses_its_score_still_draws(tmp_path: Path) -> None:
     """A short test period and few bootstrap draws give such rows (an LSTM run of the
     tiny synthetic study: score -0.0291, interval -0.0488 to -0.0307)."""

@@ -201,7 +201,7 @@ def write_predictions(root: Path, prepared: xr.Dataset, variant: str, seed: int,
 
 def test_ensemble_scores_score_the_mean_of_the_seeds(tiny_prepared: Path, tmp_path: Path) -> None:
     prepared = open_prepared(tiny_prepared).load()
-    obs = prepared["y"].values[task_base.test_indices(prepared)].astype(float)
+    obs = prepared["y"].values[task_base.split_indices(prepared)].astype(float)
     spread = np.random.default_rng(0).standard_normal(obs.shape)
     runs = [
         write_predictions(tmp_path, prepared, "unet", 0, obs + spread),
@@ -229,7 +229,7 @@ def test_ensemble_scores_score_the_mean_of_the_seeds(tiny_prepared: Path, tmp_pa
 
 def test_no_ensemble_without_several_seeds(tiny_prepared: Path, tmp_path: Path) -> None:
     prepared = open_prepared(tiny_prepared).load()
-    obs = prepared["y"].values[task_base.test_indices(prepared)].astype(float)
+    obs = prepared["y"].values[task_base.split_indices(prepared)].astype(float)
     runs = [write_predictions(tmp_path, prepared, v, 0, obs) for v in ("unet", "resnet")]
     table = ensemble_scores(TASK, prepared, runs, TASK.baselines(prepared))
     assert table.empty and list(table.columns)[:6] == SCORE_COLUMNS

@@ -74,7 +74,7 @@ def test_forecast_task_from_network_to_scores(prepared: xr.Dataset, arch: str) -
     torch.manual_seed(0)
     model = task.model({"arch": arch}, prepared).eval()
     assert isinstance(model, MapForecaster) == (arch == "unet")
-    test = task_base.test_indices(prepared)
+    test = task_base.split_indices(prepared)
     assert (prepared["split"].values[test] == "test").all()
     outputs = task.predict(model, prepared["x"].values[test])
     n_test, n_leads = len(test), prepared.sizes["lead"]

@@ -150,6 +150,6 @@ class Task(ABC):
     importance_label: str = "Δloss"
 
 
-def test_indices(prepared: xr.Dataset) -> np.ndarray:
-    """Indices of the test samples."""
-    return np.flatnonzero(prepared["split"].values == "test")
+def split_indices(prepared: xr.Dataset, split: str = "test") -> np.ndarray:
+    """Indices of the samples of ``split``."""
+    return np.flatnonzero(prepared["split"].values == split)

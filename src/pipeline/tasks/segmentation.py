@@ -42,7 +42,7 @@ from pipeline.models.registry import build_model, data_shapes
 from pipeline.prepare import normalisation_stats, split_labels
 from pipeline.scores import ALL, score_rows, scores_table
 from pipeline.tasks import segmentation_plots as figures
-from pipeline.tasks.base import ImportanceTarget, Loss, Task, test_indices
+from pipeline.tasks.base import ImportanceTarget, Loss, Task, split_indices
 from pipeline.variables import DataError
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ class SegmentationTask(Task):
     def baselines(self, prepared: xr.Dataset) -> dict[str, np.ndarray]:
         """All-background, and the threshold detector where its channels and three
         classes (background, TC, AR) are there."""
-        test = test_indices(prepared)
+        test = split_indices(prepared)
         n_classes = prepared.sizes["class"]
         background = np.zeros((len(test), n_classes, prepared.sizes["lat"], prepared.sizes["lon"]))
         background[:, 0] = 1.0
@@ -222,7 +222,7 @@ class SegmentationTask(Task):
         references: Mapping[str, np.ndarray],
         prepared: xr.Dataset,
     ) -> pd.DataFrame:
-        labels = prepared["y"].values[test_indices(prepared)]
+        labels = prepared["y"].values[split_indices(prepared)]
         classes = [str(c) for c in prepared["class"].values]
         rows = []
         for name, probabilities in forecasts.items():
@@ -239,7 +239,7 @@ class SegmentationTask(Task):
         baselines: Mapping[str, np.ndarray],
     ) -> xr.Dataset:
         """The network's class probabilities and every forecast's classes, test split."""
-        test = prepared.isel(sample=test_indices(prepared))
+        test = prepared.isel(sample=split_indices(prepared))
         space = ("sample", "lat", "lon")
         data = {
             "probability": (("sample", "class", "lat", "lon"), outputs["forecast"]),
@@ -279,7 +279,7 @@ class SegmentationTask(Task):
         plot_dir: Path,
         title: str,
     ) -> list[Path]:
-        test = test_indices(prepared)
+        test = split_indices(prepared)
         labels = prepared["y"].values[test]
         classes = [str(c) for c in prepared["class"].values]
         probabilities = outputs["forecast"]
@@ -322,7 +322,7 @@ class SegmentationTask(Task):
             name = f"{best.parent.name} seed {best.name.removeprefix('seed')}"
             with xr.open_dataset(best / "predictions.nc") as ds:
                 probabilities, labels = ds["probability"].values, ds["observed"].values
-            test = test_indices(prepared)
+            test = split_indices(prepared)
             paths += [
                 figures.example_maps(
                     prepared, test, probabilities, out_dir / "example_maps.png", title, name
@@ -341,7 +341,7 @@ class SegmentationTask(Task):
         def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             return n * soft_jaccard_loss(logits, labels, per="channel")
 
-        yield ImportanceTarget(classes, model, prepared["y"].values[test_indices(prepared)], loss)
+        yield ImportanceTarget(classes, model, prepared["y"].values[split_indices(prepared)], loss)
 
 
 TASK = SegmentationTask()
