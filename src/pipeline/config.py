@@ -295,16 +295,28 @@ def _check_splits(key: str, splits: Mapping[str, list[int]]) -> None:
             raise ConfigError(f"{key}.{b}", f"years {b0}-{b1} overlap the {a} years {a0}-{a1}")
 
 
+def _check_generator(key: str, source: Mapping[str, Any]) -> None:
+    defaults = GENERATOR_YEARS[source["generator"]]
+    years = source.get("years", defaults["years"])
+    if years < defaults["min_years"]:
+        raise ConfigError(
+            f"{key}.years",
+            f"the {source['generator']} generator needs at least {defaults['min_years']} years",
+        )
+    if source.get("days", 0) > 365 * years:  # the extremes record is on a noleap calendar
+        raise ConfigError(f"{key}.days", f"{source['days']} days exceed the {years} years made")
+    if source.get("experts", 1) > 1 and source.get("layout") != "climatenet":
+        raise ConfigError(
+            f"{key}.experts",
+            "expert copies are ClimateNet's file layout: set layout: climatenet",
+        )
+
+
 def _check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
     _check_name("datasets", name)
     source = dataset["source"]
     if source["kind"] == "synthetic":
-        defaults = GENERATOR_YEARS[source["generator"]]
-        if source.get("years", defaults["years"]) < defaults["min_years"]:
-            raise ConfigError(
-                f"datasets.{name}.source.years",
-                f"the {source['generator']} generator needs at least {defaults['min_years']} years",
-            )
+        _check_generator(f"datasets.{name}.source", source)
     if source["kind"] in SCHEMES:
         problem = scheme_error(source["kind"], source["url"])
         if problem:

@@ -48,15 +48,27 @@ def _rows(schema: Mapping[str, Any], root: Mapping[str, Any], prefix: str) -> It
         yield f"| `{key}` | {_type(resolved)} | {default} | {description} |"
         if resolved.get("type") == "object":
             yield from _rows(resolved, root, f"{key}.")
-    for part in schema.get("allOf", []):  # a branch per kind: its keys, marked as such
-        for branch in (part.get("then"), part.get("else")):
-            if branch and "$ref" in branch:
-                resolved = root["$defs"][branch["$ref"].split("/")[-1]]
-                rows = _rows(resolved, root, prefix)
-                yield from (r for r in rows if not r.startswith(f"| `{prefix}kind`"))
+    yield from _branch_rows(schema, root, prefix)
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict) and (extra.get("properties") or "$ref" in extra):
         yield from _rows(extra, root, f"{prefix}<name>.")
+
+
+def _branch_rows(schema: Mapping[str, Any], root: Mapping[str, Any], prefix: str) -> Iterator[str]:
+    """The keys of each kind's branch, marked "(kind: ...)"; a key that several kinds
+    share word for word is listed once, with all of them."""
+    kinds_of: dict[tuple[str, str], list[str]] = {}  # (row before, row after the mark)
+    for part in schema.get("allOf", []):
+        for branch in (part.get("then"), part.get("else")):
+            if branch and "$ref" in branch:
+                resolved = root["$defs"][branch["$ref"].split("/")[-1]]
+                for row in _rows(resolved, root, prefix):
+                    if not row.startswith(f"| `{prefix}kind`"):
+                        before, _, marked = row.partition("(kind: ")
+                        kind, _, after = marked.partition(") ")
+                        kinds_of.setdefault((before, after), []).append(kind)
+    for (before, after), kinds in kinds_of.items():
+        yield f"{before}(kind: {', '.join(kinds)}) {after}"
 
 
 def config_reference() -> str:

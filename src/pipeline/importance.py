@@ -131,15 +131,19 @@ def block_bootstrap_ci(
     diffs: np.ndarray, n_boot: int, block: int, seed: int, level: float = 0.95
 ) -> tuple[float, float]:
     """Percentile interval of the mean of per-sample paired differences, resampling
-    blocks of ``block`` consecutive samples (the samples are autocorrelated in time)."""
+    blocks of ``block`` consecutive samples (the samples are autocorrelated in time).
+
+    Blocks wrap around the end (circular blocks, Politis & Romano 1992), so every
+    sample is drawn equally often and the interval is centred on the score; plain
+    moving blocks under-sample the first and last ``block - 1`` samples."""
     if n_boot == 0:
         return float("nan"), float("nan")
     n = len(diffs)
     block = max(1, min(block, n))
     n_blocks = -(-n // block)
     rng = np.random.default_rng([seed, 999_983])
-    starts = rng.integers(0, n - block + 1, size=(n_boot, n_blocks))
-    idx = (starts[:, :, None] + np.arange(block)).reshape(n_boot, -1)[:, :n]
+    starts = rng.integers(0, n, size=(n_boot, n_blocks))
+    idx = ((starts[:, :, None] + np.arange(block)) % n).reshape(n_boot, -1)[:, :n]
     means = diffs[idx].mean(axis=1)
     alpha = (1 - level) / 2
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))

@@ -88,6 +88,24 @@ MISTAKES = [
         {"kind": "http", "url": "http://x/a.nc"},
         "datasets.enso_synth.variables",
     ),
+    (
+        "expert copies in the CAM5 layout",
+        "datasets.extremes_synth.source.experts",
+        3,
+        "datasets.extremes_synth.source.experts",
+    ),
+    (
+        "more days than the years hold",
+        "datasets.extremes_synth.source.days",
+        1200,
+        "datasets.extremes_synth.source.days",
+    ),
+    (
+        "maps at fractional hours",
+        "datasets.extremes_synth.source.steps_per_day",
+        5,
+        "datasets.extremes_synth.source.steps_per_day",
+    ),
     ("grid not whole cells", "experiments.enso.grid.resolution", 7.0, "experiments.enso.grid.lat"),
     ("old task kind", "experiments.enso.task.kind", "regression", "experiments.enso.task.kind"),
     (

@@ -214,14 +214,8 @@ def test_several_outputs_are_scored_as_if_each_were_alone() -> None:
     assert only_b.loc[["A", "A'", "N"], "score"].tolist() == [0.0, 0.0, 0.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src: the moving-block bootstrap under-samples the first and last block-1 "
-    "samples, so its intervals are not centred on the score; circular blocks (Politis & "
-    "Romano 1992) are (fix in the test-suite report)",
-)
 def test_the_bootstrap_is_centred_on_the_score() -> None:
     """Loss increases that are large at both ends of the test period (events there)."""
     diffs = np.r_[np.full(6, 10.0), np.zeros(36), np.full(6, 10.0)]
     low, high = block_bootstrap_ci(diffs, n_boot=4000, block=12, seed=0, level=0.5)
-    assert low < diffs.mean() < high  # HEAD: the interquartile range is 0.21 to 1.46, mean 2.5
+    assert low < diffs.mean() < high  # moving blocks gave 0.21 to 1.46
