@@ -143,11 +143,24 @@ def _cumulative_hits(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, 
     return last_of_tie + 1, np.cumsum(y)[last_of_tie], int(y.sum())
 
 
+Hits = tuple[np.ndarray, np.ndarray, int]
+
+
+def _roc_of(hits: Hits, n: int) -> tuple[np.ndarray, np.ndarray]:
+    above, tps, positives = hits
+    negatives = n - positives
+    return np.r_[0.0, (above - tps) / max(negatives, 1)], np.r_[0.0, tps / max(positives, 1)]
+
+
+def _average_precision(hits: Hits) -> float:
+    above, tps, positives = hits
+    recall = tps / max(positives, 1)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * (tps / above)))
+
+
 def roc_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """False- and true-positive rates of a binary problem, over all score thresholds."""
-    above, tps, positives = _cumulative_hits(labels, scores)
-    negatives = int(np.size(labels)) - positives
-    return np.r_[0.0, (above - tps) / max(negatives, 1)], np.r_[0.0, tps / max(positives, 1)]
+    return _roc_of(_cumulative_hits(labels, scores), int(np.size(labels)))
 
 
 def pr_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -163,16 +176,19 @@ def roc_auc(labels: ArrayLike, scores: ArrayLike) -> float:
 
 def pr_auc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Area under the precision-recall curve as average precision (step-wise)."""
-    above, tps, positives = _cumulative_hits(labels, scores)
-    recall = tps / max(positives, 1)
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * (tps / above)))
+    return _average_precision(_cumulative_hits(labels, scores))
 
 
 def one_vs_rest_auc(labels: ArrayLike, probabilities: ArrayLike) -> dict[str, list[float]]:
-    """ROC AUC and PR AUC per class from class probabilities (..., n_classes)."""
+    """ROC AUC and PR AUC per class from class probabilities (..., n_classes); one sort
+    per class serves both (segmentation scores millions of pixels)."""
     y = np.asarray(labels).ravel()
     probs = np.asarray(probabilities).reshape(-1, np.shape(probabilities)[-1])
     keep = y >= 0
-    roc = [roc_auc(y[keep] == k, probs[keep, k]) for k in range(probs.shape[1])]
-    pr = [pr_auc(y[keep] == k, probs[keep, k]) for k in range(probs.shape[1])]
+    roc, pr = [], []
+    for k in range(probs.shape[1]):
+        hits = _cumulative_hits(y[keep] == k, probs[keep, k])
+        fpr, tpr = _roc_of(hits, int(keep.sum()))
+        roc.append(float(np.trapezoid(tpr, fpr)))
+        pr.append(_average_precision(hits))
     return {"roc_auc": roc, "pr_auc": pr}

@@ -536,9 +536,12 @@ def draw_map(
     ax: plt.Axes, da, vmin: float, vmax: float, title: str, cmap: Any = "RdBu_r", norm: Any = None
 ):
     """A lat-lon field on ``ax`` with degree tick labels and equal aspect; the mesh
-    (``norm``, e.g. class boundaries, replaces ``vmin``/``vmax``)."""
+    (``norm``, e.g. class boundaries, replaces ``vmin``/``vmax``). The mesh is rasterised
+    in vector files: a PDF of one path per grid cell is slow to write and to open."""
     limits = {"norm": norm} if norm is not None else {"vmin": vmin, "vmax": vmax}
-    mesh = ax.pcolormesh(da["lon"], da["lat"], da.values, cmap=cmap, shading="auto", **limits)
+    mesh = ax.pcolormesh(
+        da["lon"], da["lat"], da.values, cmap=cmap, shading="auto", rasterized=True, **limits
+    )
     ax.set_title(title, fontsize=9)
     ax.set_aspect("equal")
     ax.xaxis.set_major_formatter(_degrees("WE", wrap=True))
