@@ -9,6 +9,9 @@ Every loss takes the model output first and the target second, and returns, by `
   channels to the ``"sample"`` loss. Permutation importance reads "delta loss per
   class" from it, and the per-class deltas add up to the total delta.
 
+The NSE loss takes, third, the standard deviation of each sample's target series over
+the train period (batch,), as the segmentation losses take class weights.
+
 Segmentation losses take logits (batch, classes, *space) and integer labels
 (batch, *space), where label -1 marks a missing or ignored pixel, and optional class
 weights (classes,). Losses are computed in float32 even under bf16 autocast: logits are
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 IGNORE = -1  # the label of a missing or ignored pixel
+NSE_EPS = 0.1  # added to each basin's standard deviation in the NSE loss (Kratzert et al. 2019)
 SMOOTH = 1.0  # pixels added to both sides of the soft IoU and Dice ratios
 PER = ("batch", "sample", "channel")
 
@@ -65,6 +69,33 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, *, per: str = "batch") 
     if diff.dim() == 1:  # (batch,): one output channel
         diff, valid = diff[:, None], valid[:, None]
     return _split(diff**2, valid.reshape(len(valid), -1).sum(1).float(), per)
+
+
+def nse_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    target_std: torch.Tensor,
+    *,
+    eps: float = NSE_EPS,
+    per: str = "batch",
+) -> torch.Tensor:
+    """The basin-averaged NSE loss NSE* (Kratzert et al. 2019, HESS 23, 5089).
+
+    The squared error of sample i weighted by ``1 / (s_i + eps)**2``, with s_i the
+    standard deviation of the target of sample i's basin (or station) over the train
+    period, in the units of ``target``. Plain MSE lets basins with large flows dominate;
+    so weighted, a basin's mean term is about its 1 - NSE (for eps << s), and every
+    basin counts alike. ``eps`` keeps near-constant basins from dominating in turn. NaN
+    targets are masked; the batch, per-sample and per-channel reductions are those of
+    ``masked_mse``.
+    """
+    std = torch.as_tensor(target_std, dtype=torch.float32, device=pred.device)
+    if std.shape != pred.shape[:1]:
+        raise ValueError(f"target_std has shape {tuple(std.shape)}, want ({len(pred)},)")
+    if not bool(torch.isfinite(std).all()) or bool((std < 0).any()):
+        raise ValueError("target_std must be finite and >= 0 (a basin with no train target?)")
+    scale = (1 / (std + eps)).reshape(-1, *[1] * (pred.dim() - 1))
+    return masked_mse(pred.float() * scale, target * scale, per=per)
 
 
 def _class_weights(class_weights: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
@@ -210,6 +241,7 @@ def class_weights_from_frequencies(counts: np.ndarray | list[float]) -> np.ndarr
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "mse": masked_mse,
+    "nse": nse_loss,
     "cross_entropy": weighted_cross_entropy,
     "jaccard": soft_jaccard_loss,
     "dice": soft_dice_loss,

@@ -74,22 +74,58 @@ def fraction_of_oracle(model_acc: float, oracle_acc: float) -> float:
 # ------------------------------------------------------------------------- hydrology
 
 
-def nse(sim: ArrayLike, obs: ArrayLike) -> float:
-    """Nash-Sutcliffe efficiency: 1 - SSE / variance of the observations."""
-    s, o, valid = _valid(sim, obs)
-    s, o = s[valid], o[valid]
-    return float(1 - np.sum((s - o) ** 2) / np.sum((o - o.mean()) ** 2))
+# Series scores run along the last (time) axis: 1-D series give a float, (entity, time)
+# arrays one value per entity. The pairs where either side is NaN are dropped per
+# entity; an entity with no pair left, or a score undefined on its pairs (a constant
+# series), scores NaN. The arguments are keyword-only because, unlike the scores above,
+# these are not symmetric and hydrology libraries disagree on their order.
 
 
-def kge(sim: ArrayLike, obs: ArrayLike) -> dict[str, float]:
-    """Kling-Gupta efficiency (Gupta et al. 2009) and its components r, alpha, beta."""
+def _time_mean(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Mean over the valid entries of the last axis; NaN where there is none."""
+    with np.errstate(invalid="ignore"):
+        return np.where(valid, values, 0.0).sum(-1) / valid.sum(-1)
+
+
+def _time_std(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Population standard deviation over the valid entries of the last axis; exactly 0
+    where they are all equal, so that a constant series is recognised despite rounding."""
+    mean = _time_mean(values, valid)
+    std = np.sqrt(_time_mean((values - mean[..., None]) ** 2, valid))
+    constant = np.where(valid, values, -np.inf).max(-1) == np.where(valid, values, np.inf).min(-1)
+    return np.where(constant, 0.0, std)
+
+
+def _ratio_or_nan(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den != 0, num / np.where(den != 0, den, 1.0), np.nan)
+
+
+def _per_series(values: np.ndarray) -> float | np.ndarray:
+    return float(values) if np.ndim(values) == 0 else values
+
+
+def nse(*, sim: ArrayLike, obs: ArrayLike) -> float | np.ndarray:
+    """Nash-Sutcliffe efficiency 1 - sum (sim - obs)^2 / sum (obs - mean obs)^2 (Nash &
+    Sutcliffe 1970): 1 is perfect, 0 is as good as the observed mean."""
     s, o, valid = _valid(sim, obs)
-    s, o = s[valid], o[valid]
-    r = float(np.corrcoef(s, o)[0, 1])
-    alpha = float(s.std() / o.std())
-    beta = float(s.mean() / o.mean())
+    sse = _time_mean((s - o) ** 2, valid)
+    return _per_series(1 - _ratio_or_nan(sse, _time_std(o, valid) ** 2))
+
+
+def kge(*, sim: ArrayLike, obs: ArrayLike) -> dict[str, float | np.ndarray]:
+    """Kling-Gupta efficiency (Gupta et al. 2009) ``1 - sqrt((r-1)^2 + (alpha-1)^2 +
+    (beta-1)^2)`` and its components: the Pearson correlation r, the variability ratio
+    alpha = sigma_sim / sigma_obs and the bias ratio beta = mu_sim / mu_obs."""
+    s, o, valid = _valid(sim, obs)
+    mean_s, mean_o = _time_mean(s, valid), _time_mean(o, valid)
+    std_s, std_o = _time_std(s, valid), _time_std(o, valid)
+    cov = _time_mean((s - mean_s[..., None]) * (o - mean_o[..., None]), valid)
+    r = _ratio_or_nan(cov, std_s * std_o)
+    alpha, beta = _ratio_or_nan(std_s, std_o), _ratio_or_nan(mean_s, mean_o)
     value = 1 - np.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2)
-    return {"kge": float(value), "r": r, "alpha": alpha, "beta": beta}
+    parts = {"kge": value, "r": r, "alpha": alpha, "beta": beta}
+    return {name: _per_series(v) for name, v in parts.items()}
 
 
 # -------------------------------------------------------- classification/segmentation

@@ -8,10 +8,12 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, jaccard_score, log_loss
 
+from pipeline import metrics
 from pipeline.losses import (
     LOSSES,
     class_weights_from_frequencies,
     masked_mse,
+    nse_loss,
     soft_dice_loss,
     soft_jaccard_loss,
     weighted_cross_entropy,
@@ -57,6 +59,67 @@ def test_masked_mse_per_sample_and_per_lead() -> None:
         masked_mse(maps, truth).item()
     )
     assert masked_mse(torch.ones(2), torch.full((2,), float("nan")), per="sample").eq(0).all()
+
+
+def nse_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forecasts and targets (6 samples, 2 leads) of basins whose flows differ 100-fold,
+    with missing targets, and each sample's basin standard deviation."""
+    gen = torch.Generator().manual_seed(0)
+    std = torch.tensor([0.05, 0.05, 1.0, 1.0, 5.0, 5.0])
+    target = std[:, None] * torch.randn(6, 2, generator=gen)
+    pred = target + std[:, None] * 0.3 * torch.randn(6, 2, generator=gen)
+    target[1, 0] = target[4, 1] = float("nan")
+    return pred, target, std
+
+
+def test_nse_loss_is_the_kratzert_2019_formula() -> None:
+    """NSE* = mean over observed targets of (pred - obs)^2 / (s_b + 0.1)^2 (written out
+    as in neuralhydrology's NSELoss)."""
+    pred, target, std = nse_batch()
+    valid = ~torch.isnan(target)
+    weights = (1 / (std + 0.1) ** 2)[:, None].expand_as(target)
+    expected = (weights * (pred - target) ** 2)[valid].mean()
+    torch.testing.assert_close(nse_loss(pred, target, std), expected)
+    torch.testing.assert_close(LOSSES["nse"](pred, target, std), expected)
+    # the batch loss is the per-sample losses weighted by their counts of observed targets
+    per_sample = nse_loss(pred, target, std, per="sample")
+    counts = valid.sum(1)
+    torch.testing.assert_close((per_sample * counts).sum() / counts.sum(), expected)
+    alone = torch.stack(
+        [nse_loss(pred[i : i + 1], target[i : i + 1], std[i : i + 1]) for i in range(6)]
+    )
+    torch.testing.assert_close(per_sample, alone)
+    torch.testing.assert_close(nse_loss(pred, target, std, per="channel").sum(1), per_sample)
+
+
+def test_nse_loss_weighs_every_basin_alike() -> None:
+    """With eps = 0, scaling a basin's flows leaves its loss unchanged (MSE would grow
+    with the square), and for one basin with s its target's std the loss is 1 - NSE."""
+    pred, target, std = nse_batch()
+    bigger = torch.where(torch.arange(6)[:, None] >= 4, 10.0, 1.0)
+    torch.testing.assert_close(
+        nse_loss(pred * bigger, target * bigger, std * bigger.squeeze(1), eps=0.0),
+        nse_loss(pred, target, std, eps=0.0),
+    )
+    assert masked_mse(pred * bigger, target * bigger) > 50 * masked_mse(pred, target)
+    obs = torch.randn(100, 1)
+    sim = 0.8 * obs + 0.3 * torch.randn(100, 1)
+    s = torch.full((100,), obs.std(correction=0).item())
+    one_minus_nse = 1 - metrics.nse(sim=sim.numpy().ravel(), obs=obs.numpy().ravel())
+    assert nse_loss(sim, obs, s, eps=0.0).item() == pytest.approx(one_minus_nse, rel=1e-5)
+
+
+def test_nse_loss_masks_missing_targets_and_checks_its_scales() -> None:
+    pred, target, std = nse_batch()
+    pred.requires_grad_(True)
+    nse_loss(pred, target, std).backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad[1, 0] == 0 and pred.grad[4, 1] == 0
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert nse_loss(pred.bfloat16(), target, std).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"want \(6,\)"):
+        nse_loss(pred, target, std[:5])
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        nse_loss(pred, target, torch.where(torch.arange(6) == 2, float("nan"), std))
 
 
 def test_cross_entropy_matches_torch_and_sklearn() -> None:
@@ -182,7 +245,7 @@ def test_class_weights_are_climatenet_inverse_frequencies() -> None:
 
 
 def test_registry_and_options() -> None:
-    assert set(LOSSES) == {"mse", "cross_entropy", "jaccard", "dice"}
+    assert set(LOSSES) == {"mse", "nse", "cross_entropy", "jaccard", "dice"}
     logits, labels = segmentation_batch()
     with pytest.raises(ValueError, match="per must be one of"):
         LOSSES["jaccard"](logits, labels, per="pixel")

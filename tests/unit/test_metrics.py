@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from scipy import stats
 from sklearn import metrics as skm
 
 from pipeline import metrics as m
@@ -50,15 +53,73 @@ def test_weighted_pearson_equals_repeated_samples() -> None:
     assert m.pearson(a, b, w) == pytest.approx(np.corrcoef(np.repeat(a, w), np.repeat(b, w))[0, 1])
 
 
-def test_nse_and_kge() -> None:
-    obs = rng.gamma(2.0, 2.0, 365)
-    sim = obs * 1.1 + rng.standard_normal(365) * 0.3
-    assert m.nse(sim, obs) == pytest.approx(skm.r2_score(obs, sim))
-    k = m.kge(sim, obs)
-    r, alpha, beta = np.corrcoef(sim, obs)[0, 1], sim.std() / obs.std(), sim.mean() / obs.mean()
-    assert (k["r"], k["alpha"], k["beta"]) == pytest.approx((r, alpha, beta))
-    assert k["kge"] == pytest.approx(1 - np.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2))
-    assert m.kge(obs, obs)["kge"] == pytest.approx(1.0)
+def hydroeval_nse(sim: np.ndarray, obs: np.ndarray) -> float:
+    """NSE as hydroeval (Hallouin 2021) writes it."""
+    return 1 - np.sum((obs - sim) ** 2) / np.sum((obs - np.mean(obs)) ** 2)
+
+
+def hydroeval_kge(sim: np.ndarray, obs: np.ndarray) -> tuple[float, float, float, float]:
+    """KGE (Gupta et al. 2009) and r, alpha, beta as hydroeval writes them."""
+    sim_dev, obs_dev = sim - np.mean(sim), obs - np.mean(obs)
+    r = np.sum(sim_dev * obs_dev) / np.sqrt(np.sum(sim_dev**2) * np.sum(obs_dev**2))
+    alpha = np.std(sim) / np.std(obs)
+    beta = np.sum(sim) / np.sum(obs)
+    return 1 - np.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2), r, alpha, beta
+
+
+def flows(n_entities: int, n_time: int) -> tuple[np.ndarray, np.ndarray]:
+    """Skewed (gamma) observed flows per entity and imperfect simulations of them."""
+    obs = rng.gamma(2.0, 2.0, (n_entities, n_time)) * rng.uniform(0.1, 10, (n_entities, 1))
+    sim = obs * rng.uniform(0.8, 1.2, (n_entities, 1)) + rng.standard_normal(obs.shape)
+    return sim, obs
+
+
+def test_nse_and_kge_of_one_series() -> None:
+    sim, obs = flows(1, 365)
+    sim, obs = sim[0], obs[0]
+    assert isinstance(m.nse(sim=sim, obs=obs), float)
+    assert m.nse(sim=sim, obs=obs) == pytest.approx(skm.r2_score(obs, sim))
+    assert m.nse(sim=sim, obs=obs) == pytest.approx(hydroeval_nse(sim, obs))
+    k = m.kge(sim=sim, obs=obs)
+    assert (k["kge"], k["r"], k["alpha"], k["beta"]) == pytest.approx(hydroeval_kge(sim, obs))
+    assert k["r"] == pytest.approx(stats.pearsonr(sim, obs).statistic)
+    assert m.kge(sim=obs, obs=obs) == pytest.approx({"kge": 1, "r": 1, "alpha": 1, "beta": 1})
+    assert m.nse(sim=obs, obs=obs) == 1.0
+    assert m.nse(sim=np.full_like(obs, obs.mean()), obs=obs) == pytest.approx(0.0)
+    with pytest.raises(TypeError):
+        m.nse(sim, obs)  # NSE is not symmetric: the roles must be named
+
+
+def test_nse_and_kge_per_entity_drop_missing_pairs() -> None:
+    sim, obs = flows(5, 200)
+    obs[rng.random(obs.shape) < 0.1] = np.nan  # gaps in observed flow
+    sim[rng.random(sim.shape) < 0.05] = np.nan
+    nse, k = m.nse(sim=sim, obs=obs), m.kge(sim=sim, obs=obs)
+    assert nse.shape == (5,) and all(v.shape == (5,) for v in k.values())
+    for e in range(5):
+        pairs = np.isfinite(sim[e]) & np.isfinite(obs[e])
+        s, o = sim[e, pairs], obs[e, pairs]
+        assert nse[e] == pytest.approx(skm.r2_score(o, s))
+        ours = (k["kge"][e], k["r"][e], k["alpha"][e], k["beta"][e])
+        assert ours == pytest.approx(hydroeval_kge(s, o))
+
+
+def test_undefined_scores_are_nan_without_warnings() -> None:
+    sim, obs = flows(5, 50)
+    obs[0] = np.nan  # no observation at all
+    sim[1, ::2] = np.nan  # no pair left: obs is missing where sim is not
+    obs[1, 1::2] = np.nan
+    obs[2] = 0.1  # constant observations (their mean is not exactly 0.1 in floating point)
+    sim[3] = 2.0  # a constant simulation: r undefined, alpha 0
+    obs[4] = np.tile([-1.0, 1.0], 25)  # zero mean (an anomaly series): beta undefined
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nse, k = m.nse(sim=sim, obs=obs), m.kge(sim=sim, obs=obs)
+    assert np.isnan(nse[:3]).all() and np.isfinite(nse[3:]).all()
+    assert np.isnan(k["kge"]).all()
+    assert np.isnan(k["alpha"][:3]).all() and k["alpha"][3] == 0 and np.isnan(k["r"][3])
+    assert np.isfinite(k["beta"][2:4]).all() and np.isnan(k["beta"][4])
+    assert np.isfinite(k["r"][4]) and np.isfinite(k["alpha"][4])
 
 
 def test_classification_matches_sklearn() -> None:

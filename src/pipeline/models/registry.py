@@ -18,8 +18,11 @@ from pipeline.models.cnn import CNN
 from pipeline.models.convlstm import ConvLSTM
 from pipeline.models.fcn import FCN
 from pipeline.models.lstm import LSTMForecaster
+from pipeline.models.mlp import LagMLP
 from pipeline.models.resnet import ResNet
+from pipeline.models.rnn import RNNForecaster
 from pipeline.models.specs import complete_spec
+from pipeline.models.tcn import TCN
 from pipeline.models.unet import UNet
 
 
@@ -43,7 +46,13 @@ class Shapes:
 
 
 def data_shapes(ds: xr.Dataset, n_out: int) -> Shapes:
-    """Model shapes and the valid-area weights of each channel from prepared data."""
+    """Model shapes and the valid-area weights of each channel from prepared data.
+
+    A series store's ``x`` is (sample, time, feature): no maps, so no weights.
+    """
+    if ds["x"].ndim == 3:
+        _, history, features = ds["x"].shape
+        return Shapes(history, channels=0, lat=0, lon=0, n_out=n_out, features=features)
     mask = torch.as_tensor(ds["mask"].values, dtype=torch.float32)
     area = torch.as_tensor(area_weights(ds["lat"]).values, dtype=torch.float32)
     channel_weights = mask * area[None, :, None]
@@ -69,10 +78,15 @@ def build_model(spec: dict, shapes: Shapes) -> nn.Module:
         return ResNet(spec, in_channels, shapes.lat, shapes.lon, shapes.n_out)
     if arch == "convlstm":
         return ConvLSTM(spec, shapes.channels, shapes.lat, shapes.lon, shapes.n_out)
+    features, weights = shapes.features or shapes.channels, shapes.channel_weights
     if arch == "lstm":
-        return LSTMForecaster(
-            spec, shapes.features or shapes.channels, shapes.n_out, shapes.channel_weights
-        )
+        return LSTMForecaster(spec, features, shapes.n_out, weights)
+    if arch == "rnn":
+        return RNNForecaster(spec, features, shapes.n_out, weights)
+    if arch == "tcn":
+        return TCN(spec, features, shapes.n_out, weights)
+    if arch == "mlp":
+        return LagMLP(spec, features, shapes.history, shapes.n_out, weights)
     if arch in ("unet", "encdec"):
         return UNet(spec, in_channels, shapes.n_out, skips=arch == "unet")
     if arch == "fcn":

@@ -38,6 +38,25 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
         "layers": 1,
         "dropout": 0.0,
         "pooled": 0,  # >0: also learn a pooled k x k summary of each map
+        "forget_bias": 0,  # initial forget-gate bias; 3 carries gradients across a year
+    },
+    "rnn": {  # an Elman (tanh) RNN shaped like the LSTM: the vanishing-gradient reference
+        "hidden": 64,
+        "layers": 1,
+        "dropout": 0.0,
+    },
+    "tcn": {
+        "filters": [32, 32, 32, 32, 32, 32],  # one residual block of two causal convs each
+        "kernel": 5,
+        "dilation": 2,  # block i is dilated by dilation**i: receptive field 505 steps
+        "activation": "relu",
+        "dropout": 0.0,
+    },
+    "mlp": {
+        "lags": 0,  # the last ``lags`` steps of the window are flattened; 0: all of them
+        "hidden": [64, 64],  # hidden layers; [] is a linear AR(p) model with covariates
+        "activation": "relu",
+        "dropout": 0.0,
     },
     "convlstm": {
         "hidden": 16,
@@ -60,6 +79,9 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
 
 #: Architectures whose output is one map per output channel, at the input's resolution.
 MAP_ARCHS = frozenset({"unet", "encdec", "fcn"})
+#: Architectures that read a sequence of vectors (batch, time, features), as series
+#: studies give them; they also take maps, reduced to area-weighted channel means.
+SERIES_ARCHS = frozenset({"lstm", "rnn", "tcn", "mlp"})
 
 CHOICES = {
     "activation": {"relu", "tanh", "gelu", "elu", "leaky_relu", "sigmoid"},
@@ -114,6 +136,6 @@ def complete_spec(spec: dict[str, Any], key: str) -> dict[str, Any]:
         "downsample",
         "dilation",
     ):
-        if name in full and full[name] < 1:
+        if isinstance(full.get(name), int) and full[name] < 1:  # mlp's hidden is a list
             raise ConfigError(f"{key}.{name}", f"must be at least 1, got {full[name]}")
     return full
