@@ -1,11 +1,12 @@
 """The training loop: device, mixed precision, early stopping, LR schedule,
 checkpoint/resume and determinism, for every architecture in the model zoo.
 
-Data path: when the prepared arrays fit on the device they are moved there once and
-batches are sliced on the device (no DataLoader); otherwise a DataLoader with workers
-and pinned memory streams them. Both paths see the same batches in the same order:
-the order of epoch e is a permutation seeded by (seed, e), so a resumed run continues
-exactly where an uninterrupted one would be.
+Data path: the task gives each split's samples (pipeline.samples). When they fit on
+the device they are moved there once and batches are gathered on the device (no
+DataLoader); otherwise a DataLoader with workers and pinned memory streams them. Both
+paths see the same batches in the same order: the order of epoch e is a permutation
+seeded by (seed, e), so a resumed run continues exactly where an uninterrupted one
+would be.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pipeline.io import atomic_path, write_text
+from pipeline.samples import Samples
 from pipeline.tasks import prepared_task
 from pipeline.tasks.base import Loss
 from pipeline.tracking import RunLogger
@@ -77,30 +79,6 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------ data
 
 
-@dataclass
-class Split:
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def to(self, device: torch.device) -> Split:
-        return Split(self.x.to(device), self.y.to(device))
-
-
-def load_split(ds: xr.Dataset, split: str, target: str) -> Split:
-    """Inputs (float32) and targets of one split; targets keep their kind: float32
-    values, or int64 class labels for losses that take them."""
-    index = np.flatnonzero(ds["split"].values == split)
-    if len(index) == 0:
-        raise ValueError(f"the prepared data has no '{split}' samples")
-    x = torch.as_tensor(ds["x"].values[index], dtype=torch.float32)
-    values = ds[target].values[index]
-    dtype = torch.int64 if np.issubdtype(values.dtype, np.integer) else torch.float32
-    return Split(x, torch.as_tensor(values, dtype=dtype))
-
-
 def fits_on_device(nbytes: int, device: torch.device, fraction: float = 0.5) -> bool:
     if device.type != "cuda":
         return True  # already in host memory: slicing it is the fastest path
@@ -108,12 +86,26 @@ def fits_on_device(nbytes: int, device: torch.device, fraction: float = 0.5) -> 
     return nbytes < fraction * free
 
 
+class _BatchesOf(torch.utils.data.Dataset):
+    """A DataLoader source whose item is a whole batch: ``samples.batch(indices)``, the
+    same gather the device-resident path does."""
+
+    def __init__(self, samples: Samples):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.samples.batch(torch.as_tensor(idx))
+
+
 class Batches:
     """Yields (x, y) batches of a split, on the device, in the (seed, epoch) order."""
 
     def __init__(
         self,
-        data: Split,
+        data: Samples,
         batch_size: int,
         device: torch.device,
         resident: bool,
@@ -130,13 +122,12 @@ class Batches:
         if self.resident:
             order = order.to(self.device)
             for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                yield self.data.x[idx], self.data.y[idx]
+                yield self.data.batch(order[start : start + self.batch_size])
             return
         loader = torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(self.data.x, self.data.y),
-            batch_size=self.batch_size,
-            sampler=order.tolist(),
+            _BatchesOf(self.data),
+            batch_size=None,  # each item is a batch already
+            sampler=torch.utils.data.BatchSampler(order.tolist(), self.batch_size, False),
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             # its own generator, so the loader never draws from the global RNG (dropout's)
@@ -397,12 +388,10 @@ def train_model(
     model = task.model(variant["model"], prepared).to(device)
     target = task.target(variant["model"])
     train_data, val_data = (
-        load_split(prepared, "train", target),
-        load_split(prepared, "val", target),
+        task.samples(prepared, "train", target),
+        task.samples(prepared, "val", target),
     )
-    nbytes = sum(
-        t.numel() * t.element_size() for t in (train_data.x, train_data.y, val_data.x, val_data.y)
-    )
+    nbytes = train_data.nbytes + val_data.nbytes
     policy = training["gpu_resident"]
     resident = policy == "always" or (policy == "auto" and fits_on_device(nbytes, device))
     workers = training["num_workers"] if not resident else 0

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from pipeline.prepare import open_prepared
+from pipeline.samples import array_samples
 from pipeline.train import (
     CHECKPOINT,
     epoch_order,
-    load_split,
     resolve_amp,
     resolve_device,
     save_outputs,
@@ -117,6 +117,7 @@ RESUME_SCRIPT = """
 import sys, json, torch
 from pathlib import Path
 from pipeline.prepare import open_prepared
+from pipeline.samples import array_samples
 from pipeline.train import train_model, save_outputs
 torch.set_num_threads(1)
 prepared, out, spec = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
@@ -176,7 +177,7 @@ def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
 def test_map_networks_train_on_the_maps(tiny_prepared: Path, tmp_path: Path) -> None:
     """The U-Net's loss is over the anomaly maps (the task's target), land (NaN) excluded."""
     prepared = open_prepared(tiny_prepared).load()
-    maps = load_split(prepared, "train", "y_map")
+    maps = array_samples(prepared, "train", "y_map")
     assert maps.y.shape[1:] == prepared["y_map"].shape[1:] and maps.y.isnan().any()
     history, _ = run(tiny_prepared, tmp_path, variant("unet", epochs=1))
     assert history[["train_loss", "val_loss"]].notna().all(axis=None)

@@ -23,6 +23,8 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from pipeline.samples import Samples, array_samples
+
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -60,6 +62,11 @@ class Task(ABC):
         self, fields: xr.Dataset, exp: Mapping[str, Any], truth: xr.Dataset | None
     ) -> xr.Dataset:
         """Harmonised fields -> the prepared store: ``x``, targets, ``split``, stats."""
+
+    def samples(self, prepared: xr.Dataset, split: str, target: str) -> Samples:
+        """What training draws the batches of ``split`` from: by default the stored
+        input ``x`` and ``target`` of each sample."""
+        return array_samples(prepared, split, target)
 
     # ------------------------------------------------------------------ model
     @abstractmethod
