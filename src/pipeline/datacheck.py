@@ -29,6 +29,7 @@ import xarray as xr
 from pipeline.config import ConfigError, experiment_datasets
 from pipeline.sources import NoMatchError, local_paths
 from pipeline.sources.climatenet import is_climatenet, open_climatenet
+from pipeline.timesteps import describe_days
 from pipeline.variables import MISSING_LABEL, DataError, is_categorical, standardise_coords
 
 SUPPORTED = (
@@ -151,19 +152,6 @@ def _month(index: pd.Index, i: int) -> str:
     return f"{index[i].year:04d}-{index[i].month:02d}"
 
 
-def _step_name(days: float) -> str:
-    for name, lo, hi in (
-        ("sub-daily", 0, 0.9),
-        ("daily", 0.9, 1.1),
-        ("5-day", 4.5, 5.5),
-        ("weekly", 6.5, 7.5),
-        ("yearly", 360, 367),
-    ):
-        if lo <= days < hi:
-            return name
-    return f"{days:g}-day"
-
-
 def _when(index: pd.Index, i: int, time_step: TimeStep) -> str:
     return _month(index, i) if time_step == "monthly" else str(index[i])
 
@@ -185,7 +173,7 @@ def check_time(
         step = float(np.median(np.diff(np.unique(days))))
         if not 27 <= step <= 32:
             raise DataError(
-                f"{files[0]}: {_names(names)} has a {_step_name(step)} time step; {SUPPORTED}. "
+                f"{files[0]}: {_names(names)} has a {describe_days(step)} time step; {SUPPORTED}. "
                 "Average it to monthly means first, e.g. `cdo monmean in.nc out.nc`"
             )
         slots = np.asarray(index.year, dtype=int) * 12 + np.asarray(index.month, dtype=int)
