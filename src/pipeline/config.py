@@ -49,12 +49,33 @@ TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "d
 GENERATOR_VARIABLES = {
     "enso": ("sst", "heat_content"),
     "extremes": ("TMQ", "U850", "V850", "PSL", "LABELS"),
+    # series (sources.basins.VARIABLES), then static attributes (sources.basins.STATIC)
+    "basins": (
+        "total_precipitation_sum",
+        "temperature_2m_mean",
+        "potential_evaporation_sum",
+        "streamflow",
+        "gauge_lat",
+        "elev_mean",
+        "slope_mean",
+        "area",
+        "soil_capacity",
+        "geol_permeability",
+        "p_mean",
+        "pet_mean",
+        "aridity",
+        "frac_snow",
+        "high_prec_freq",
+        "low_prec_freq",
+        "p_seasonality",
+    ),
 }
 #: Each generator's default record (sources.synthetic.write_enso, sources.extremes) and
 #: the fewest years it needs (ENSO: a monthly climatology and a few cycles).
 GENERATOR_YEARS = {
     "enso": {"start_year": 1871, "years": 150, "min_years": 12},
     "extremes": {"start_year": 1996, "years": 4, "min_years": 1},
+    "basins": {"start_year": 1990, "years": 10, "min_years": 3},
 }
 
 #: Keys of a variant spec that belong to the training section rather than the model.

@@ -175,3 +175,18 @@ def test_spin_up_leaves_no_trend(basins: Basins) -> None:
 def test_bad_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="n_basins"):
         basins_datasets(n_basins=0)
+
+
+def test_a_synthetic_source_writes_the_basins_with_their_truth(tmp_path: Path) -> None:
+    from pipeline.config import GENERATOR_VARIABLES
+    from pipeline.sources import fetch
+
+    assert GENERATOR_VARIABLES["basins"] == (*VARIABLES, *STATIC)  # what config checks know
+    source = {"kind": "synthetic", "generator": "basins", "n_basins": 3, "years": 3, "seed": 2}
+    manifest = fetch("basins_synth", {"source": source}, tmp_path)
+    roles = {Path(f["path"]).relative_to(tmp_path).as_posix(): f["role"] for f in manifest["files"]}
+    assert roles == {
+        **{f"time_series/basin_00{i}.nc": "data" for i in range(3)},
+        "attributes/attributes.csv": "data",
+        "truth.nc": "truth",
+    }

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import sha256_file, sha256_tree, write_json
+from pipeline.sources.basins import TRUTH, write_basins
 from pipeline.sources.extremes import write_extremes
 from pipeline.sources.http import download, expand_urls
 from pipeline.sources.remote_zarr import fetch_zarr
@@ -68,8 +69,21 @@ def _extremes(source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     return [_entry(p) for p in write_extremes(out_dir, **options)]
 
 
+#: Options of the basins generator a source may set (pipeline.sources.basins).
+BASINS_OPTIONS = ("n_basins", "years", "start_year", "seed")
+
+
+def _basins(source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+    """The GenericDataset layout's files are data; the noise-free flow is the truth."""
+    options = {key: source[key] for key in BASINS_OPTIONS if key in source}
+    return [
+        _entry(p, role="truth" if p.name == TRUTH else "data")
+        for p in write_basins(out_dir, **options)
+    ]
+
+
 #: The synthetic generators, by ``source.generator``.
-GENERATORS = {"enso": _enso, "extremes": _extremes}
+GENERATORS = {"enso": _enso, "extremes": _extremes, "basins": _basins}
 
 
 def _synthetic(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
