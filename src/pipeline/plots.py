@@ -49,10 +49,10 @@ def lead_label(lead: int) -> str:
     return f"lead {lead} month" + ("" if int(lead) == 1 else "s")
 
 
-def _lead_axis(ax: plt.Axes, leads: Sequence[int]) -> None:
+def _lead_axis(ax: plt.Axes, leads: Sequence[int], label: str = LEAD_LABEL) -> None:
     """Ticks at the forecast leads themselves, never at matplotlib's round numbers."""
     ax.set_xticks(list(leads))
-    ax.set_xlabel(LEAD_LABEL)
+    ax.set_xlabel(label)
 
 
 # ------------------------------------------------------------------------------ styles
@@ -75,6 +75,8 @@ REFERENCE_STYLES = {
     "climatology": Style("black", "_", ":", 1.5),
     "linear": Style("tab:green", "D", "-.", 1.5),
     "oracle": Style("tab:red", "*", ":", 1.5),
+    "ridge": Style("darkgreen", "d", "-.", 1.5),  # the series baselines (series_baselines)
+    "ar": Style("sienna", "v", "--", 1.5),
 }
 MODEL_COLORS = (
     "tab:blue",
@@ -434,14 +436,27 @@ def importance_bars(
 
 
 def summary_skill(
-    table: pd.DataFrame, path: str | Path, title: str = "", verdicts: Sequence[str] = ()
+    table: pd.DataFrame,
+    path: str | Path,
+    title: str = "",
+    verdicts: Sequence[str] = (),
+    metric: str = "acc",
+    ylabel: str = ACC_LABEL,
+    xlabel: str = LEAD_LABEL,
+    threshold: float | None = 0.5,
 ) -> Path:
-    """ACC against lead for every model (mean ± std over seeds) and the references; the
-    best forecast at each lead ringed, and ``verdicts`` (one line per lead) written below."""
-    acc = table[(table["metric"] == "acc") & table["mean"].notna() & (table["group"] != "all")]
+    """``metric`` (ACC by default) against lead for every model (mean ± std over seeds)
+    and the references (baselines and ceilings, by role); the best forecast at each lead
+    ringed, ``threshold`` (ACC 0.5, "useful skill") drawn, and ``verdicts`` (one line per
+    lead) written below."""
+    acc = table[(table["metric"] == metric) & table["mean"].notna() & (table["group"] != "all")]
     acc = acc.assign(lead=acc["group"].astype(int))
     models = sorted(acc[acc["role"].isin(("model", "ensemble"))]["forecast"].unique())
-    references = [n for n in ("persistence", "linear", "oracle") if n in set(acc["forecast"])]
+    known = list(REFERENCE_STYLES)
+    references = sorted(
+        set(acc.loc[acc["role"].isin(("baseline", "ceiling")), "forecast"]),
+        key=lambda n: (known.index(n) if n in known else len(known), n),
+    )
     styles = forecast_styles([*models, *references])
     leads = sorted(int(v) for v in acc["lead"].unique())
     fig, ax = plt.subplots(figsize=(7.5, 4.5 + 0.2 * len(verdicts)))
@@ -473,9 +488,10 @@ def summary_skill(
             mew=1.2,
             label="best forecast at the lead",
         )
-    ax.axhline(0.5, color="grey", lw=0.6)
-    _lead_axis(ax, leads)
-    ax.set(ylabel=f"{ACC_LABEL}, test period", title=titled(title, "skill against lead time"))
+    if threshold is not None:
+        ax.axhline(threshold, color="grey", lw=0.6)
+    _lead_axis(ax, leads, xlabel)
+    ax.set(ylabel=f"{ylabel}, test period", title=titled(title, "skill against lead time"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     if verdicts:

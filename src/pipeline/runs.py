@@ -27,7 +27,6 @@ from pipeline.io import write_netcdf, write_text
 from pipeline.prepare import open_prepared
 from pipeline.scores import write_scores
 from pipeline.tasks import prepared_task
-from pipeline.tasks.base import split_indices
 from pipeline.tracking import (
     RunLogger,
     flatten,
@@ -107,7 +106,9 @@ def train_job(
         # the loss curve at the top of the run's artifacts, where a newcomer looks first
         for path in (curve, out_dir / "history.csv", config_path):
             tracker.artifact(path)
-        tracker.torch_model(result.model, prepared["x"].values[:2].astype("float32"))
+        task = prepared_task(prepared)
+        train = task.samples(prepared, "train", task.target(variant["model"]))
+        tracker.torch_model(result.model, train.batch(torch.arange(2))[0].numpy())
         run_id = tracker.run_id or OFFLINE_RUN_ID
         write_text(run_id + "\n", out_dir / "mlflow_run_id")
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
@@ -162,7 +163,7 @@ def evaluate_job(
     prepared = open_prepared(prepared_path).load()
     task = prepared_task(prepared)
     model = load_model(prepared, variant, model_path)
-    outputs = task.predict(model, prepared["x"].values[split_indices(prepared)])
+    outputs = task.predict(model, prepared)
     baselines = task.baselines(prepared)
     roles = {variant_name: "model"}
     roles |= {n: "ceiling" if n in task.ceilings else "baseline" for n in baselines}
@@ -196,18 +197,13 @@ def importance_job(
 ) -> pd.DataFrame:
     """Single- and multi-pass permutation importance on the test split, per output
     group the task names (a lead, a class), each with the task's per-sample loss."""
-    from pipeline.importance import channel_groups, permutation_importance, variable_lag_groups
+    from pipeline.importance import permutation_importance
 
     out_dir = Path(out_dir)
     prepared = open_prepared(prepared_path).load()
     task = prepared_task(prepared)
     model = load_model(prepared, variant, model_path)
-    x_test = prepared["x"].values[split_indices(prepared)]
-    names = [str(c) for c in prepared["channel"].values]
-    if settings["groups"] == "variable_lag":
-        groups = variable_lag_groups(names, list(prepared["history"].values), x_test.shape[1:])
-    else:
-        groups = channel_groups(names, x_test.shape[1:])
+    x_test, groups = task.importance_inputs(prepared, settings)
     targets = list(task.importance_targets(model, prepared, settings))
     tables = []
     for target in tqdm(targets, desc=f"importance {variant_name}", disable=None):

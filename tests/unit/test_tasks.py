@@ -76,7 +76,7 @@ def test_forecast_task_from_network_to_scores(prepared: xr.Dataset, arch: str) -
     assert isinstance(model, MapForecaster) == (arch == "unet")
     test = task_base.split_indices(prepared)
     assert (prepared["split"].values[test] == "test").all()
-    outputs = task.predict(model, prepared["x"].values[test])
+    outputs = task.predict(model, prepared)
     n_test, n_leads = len(test), prepared.sizes["lead"]
     assert outputs["forecast"].shape == (n_test, n_leads)
     assert ("maps" in outputs) == (arch == "unet")

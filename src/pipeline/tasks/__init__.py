@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 TASKS: dict[str, str] = {
     "forecast": "pipeline.tasks.forecast",
     "segmentation": "pipeline.tasks.segmentation",
+    "series": "pipeline.tasks.series",
 }
 
 

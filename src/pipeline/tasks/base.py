@@ -84,8 +84,8 @@ class Task(ABC):
 
     # ------------------------------------------------------------------ evaluation
     @abstractmethod
-    def predict(self, model: torch.nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Test-set outputs: ``forecast`` (what ``score`` takes) and any extras."""
+    def predict(self, model: torch.nn.Module, prepared: xr.Dataset) -> dict[str, np.ndarray]:
+        """Test-split outputs: ``forecast`` (what ``score`` takes) and any extras."""
 
     @abstractmethod
     def baselines(self, prepared: xr.Dataset) -> dict[str, np.ndarray]:
@@ -145,6 +145,20 @@ class Task(ABC):
         """The figures of the experiment summary."""
 
     # ------------------------------------------------------------------ importance
+    def importance_inputs(
+        self, prepared: xr.Dataset, settings: Mapping[str, Any]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The test inputs importance permutes, and its groups: boolean masks over one
+        sample's shape, by name. By default, one group per input channel of the maps, or
+        per (channel, lag) with ``groups: variable_lag``."""
+        from pipeline.importance import channel_groups, variable_lag_groups
+
+        x = prepared["x"].values[split_indices(prepared)]
+        names = [str(c) for c in prepared["channel"].values]
+        if settings["groups"] == "variable_lag":
+            return x, variable_lag_groups(names, list(prepared["history"].values), x.shape[1:])
+        return x, channel_groups(names, x.shape[1:])
+
     @abstractmethod
     def importance_targets(
         self,

@@ -32,7 +32,7 @@ from pipeline.models.registry import build_model, data_shapes
 from pipeline.models.specs import MAP_ARCHS
 from pipeline.prepare import normalisation_stats, split_labels
 from pipeline.scores import ALL, score_rows, scores_table
-from pipeline.tasks.base import ImportanceTarget, Loss, Task
+from pipeline.tasks.base import ImportanceTarget, Loss, Task, split_indices
 from pipeline.variables import DataError
 
 EVENT_THRESHOLD = 0.5  # degC, NOAA's ONI convention
@@ -342,8 +342,9 @@ class ForecastTask(Task):
         """MSE over the finite targets (``auto`` or ``mse``; the checks refuse others)."""
         return masked_mse
 
-    def predict(self, model: torch.nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, model: torch.nn.Module, prepared: xr.Dataset) -> dict[str, np.ndarray]:
         """Index forecasts (samples, leads), and the maps too for map-predicting networks."""
+        x = prepared["x"].values[split_indices(prepared)]
         index, maps = [], []
         with torch.no_grad():
             for start in range(0, len(x), 256):

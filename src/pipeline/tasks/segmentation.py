@@ -187,8 +187,9 @@ class SegmentationTask(Task):
             return lambda logits, labels: weighted_cross_entropy(logits, labels, weights)
         return soft_dice_loss if name == "dice" else soft_jaccard_loss
 
-    def predict(self, model: torch.nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, model: torch.nn.Module, prepared: xr.Dataset) -> dict[str, np.ndarray]:
         """Softmax class probabilities (samples, classes, lat, lon)."""
+        x = prepared["x"].values[split_indices(prepared)]
         with torch.no_grad():
             probs = [
                 torch.softmax(model(torch.as_tensor(x[i : i + BATCH])).float(), dim=1).numpy()

@@ -1,0 +1,56 @@
+"""Config checks of the series task: torch-free, so Snakemake runs them first."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.config import ConfigError, experiment_variables, option_key
+from pipeline.models.specs import SERIES_ARCHS
+
+LOSSES = ("auto", "mse", "nse")
+
+#: Series count history and leads in their own step, read from the data (any step).
+TIME_STEP = None
+
+
+def check(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """The dataset provides the inputs, statics and target; every network reads sequences;
+    the loss is a regression loss; an MLP's lags fit in the history."""
+    task = exp["task"]
+    provided = experiment_variables(exp, config)
+    for field in ("inputs", "statics"):
+        for i, name in enumerate(task[field]):
+            if name not in provided:
+                raise ConfigError(
+                    f"{key}.task.{field}[{i}]",
+                    f"variable '{name}' is not provided by the dataset(s) (they provide: "
+                    f"{', '.join(sorted(provided))})",
+                )
+    if task["target"] not in provided:
+        raise ConfigError(f"{key}.task.target", f"variable '{task['target']}' is not provided")
+    both = sorted(set(task["inputs"]) & set(task["statics"]))
+    if both:
+        raise ConfigError(f"{key}.task.statics", f"{', '.join(both)} also in task.inputs")
+    for name, spec in exp["models"].items():
+        if spec["arch"] not in SERIES_ARCHS:
+            raise ConfigError(
+                f"{key}.models.{name}.arch",
+                f"'{spec['arch']}' reads maps; a series study needs a sequence network, one "
+                f"of {', '.join(sorted(SERIES_ARCHS))}",
+            )
+    for name, variant in exp["variants"].items():
+        if variant["training"]["loss"] not in LOSSES:
+            raise ConfigError(
+                option_key(key, exp, variant, "loss"),
+                f"'{variant['training']['loss']}' (variant {name}) is not a series loss; use "
+                f"one of {', '.join(LOSSES)}",
+            )
+        lags = variant["model"].get("lags", 0)
+        if lags > task["history"]:
+            swept = "lags" in exp.get("sweep", {}).get(variant["base"], {})
+            where = "sweep" if swept else "models"
+            raise ConfigError(
+                f"{key}.{where}.{variant['base']}.lags",
+                f"{lags} lags (variant {name}) exceed task.history ({task['history']})",
+            )
