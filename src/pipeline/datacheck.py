@@ -34,7 +34,7 @@ from pipeline.variables import MISSING_LABEL, DataError, is_categorical, standar
 
 SUPPORTED = (
     "gridded forecast experiments need monthly maps on a regular lat-lon grid "
-    "(series and other time steps are not supported yet)"
+    "(for series of any time step, a station or an index, set task.kind: series)"
 )
 LATLON_NAMES = {"lat", "lon", "latitude", "longitude", "nav_lat", "nav_lon"}
 SPLITS = ("train", "val", "test")

@@ -1,4 +1,4 @@
-"""The prepare stage: regridded fields -> model-ready samples, with no leakage.
+"""The prepare stage: regridded fields (or series) -> model-ready samples, no leakage.
 
 The task (pipeline.tasks) builds the samples; this module checks the fields, gives the
 task the split of every time step and the train-only statistics it fits, and writes the
@@ -19,7 +19,8 @@ import xarray as xr
 
 from pipeline.datacheck import check_fields
 from pipeline.io import write_zarr
-from pipeline.tasks import get_task, time_step
+from pipeline.series_files import as_series, open_series
+from pipeline.tasks import get_task, gridded, time_step
 from pipeline.variables import DataError
 
 SPLITS = ("train", "val", "test")
@@ -57,9 +58,13 @@ def data_sha256(manifests: Sequence[Mapping[str, Any]]) -> str:
     return digest.hexdigest()
 
 
+def data_files(manifest: Mapping[str, Any]) -> list[str]:
+    return [f["path"] for f in manifest["files"] if f.get("role", "data") == "data"]
+
+
 def load_truth(manifests: Sequence[Mapping[str, Any]]) -> xr.Dataset | None:
     paths = [f["path"] for m in manifests for f in m["files"] if f.get("role") == "truth"]
-    return xr.open_dataset(paths[0]).load() if paths else None
+    return as_series(xr.open_dataset(paths[0]).load()) if paths else None
 
 
 def prepare(
@@ -78,10 +83,12 @@ def prepare(
     splits = experiment["splits"]
     span = [min(v[0] for v in splits.values()), max(v[1] for v in splits.values())]
     period = slice(f"{span[0]}-01-01", f"{span[1]}-12-31")
-    stores = [xr.open_zarr(p).sel(time=period) for p in grid_paths]
-    for store, manifest in zip(stores, manifests, strict=True):
-        files = [f["path"] for f in manifest["files"] if f.get("role", "data") == "data"]
-        check_fields(store, files, splits, time_step(experiment))
+    if gridded(experiment):
+        stores = [xr.open_zarr(p).sel(time=period) for p in grid_paths]
+        for store, manifest in zip(stores, manifests, strict=True):
+            check_fields(store, data_files(manifest), splits, time_step(experiment))
+    else:
+        stores = [open_series(data_files(m)).sel(time=period) for m in manifests]
     fields = xr.merge(stores, compat="override")
     kind = experiment["task"]["kind"]
     ds = get_task(kind).build_samples(fields, experiment, load_truth(manifests))

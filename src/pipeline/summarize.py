@@ -108,7 +108,8 @@ def best_per_group(table: pd.DataFrame, task: Task) -> pd.DataFrame:
     best_baseline, baseline_{metric}, network_minus_baseline[, {ceiling}_{metric}].
     """
     metric = task.headline
-    scores = table[(table["metric"] == metric) & table["mean"].notna()]
+    # the task's groups only: a series task's per-entity rows are detail, not verdicts
+    scores = table[(table["metric"] == metric) & table["mean"].notna() & (table["dim"] == task.dim)]
     sign = -1.0 if metric in task.lower_is_better else 1.0
 
     def best(part: pd.DataFrame, name: str, score: str) -> pd.DataFrame:

@@ -41,7 +41,7 @@ from tests.integration.workflow import RESULTS, snakemake
 
 # config/test.yaml's forecast experiment alone (every case here is about its data)
 TEST_YAML = re.sub(
-    r"  extremes_synth:\n.*\n|\n  # Segmentation(.|\n)*",
+    r"  (extremes|basins)_synth:\n.*\n|\n  # Segmentation(.|\n)*",
     "",
     (REPO / "config" / "test.yaml").read_text(),
 )
@@ -241,7 +241,7 @@ def bad_file(
     return Case(id, match, data=data, error=error, **kw)
 
 
-NOT_YET = r"\(series and other time steps are not supported yet\)"
+SERIES_HINT = r"\(for series of any time step, a station or an index, set task.kind: series\)"
 CASES: list[Case] = [
     # -- config mistakes: bad_config(id, change, key the error names, message regex)
     # -- names become paths and wildcards
@@ -480,19 +480,19 @@ CASES: list[Case] = [
     bad_file(
         "series",
         saved(series()),
-        rf"{{file}}: variable 'sst' is a 1-D series .*{NOT_YET}",
+        rf"{{file}}: variable 'sst' is a 1-D series .*{SERIES_HINT}",
         also="regrid",
     ),
     bad_file(
         "weekly",
         saved(good(pd.date_range("1971-01-01", "1980-12-31", freq="7D"))),
-        rf"{{file}}: variable 'sst' has a weekly time step; gridded forecast .*{NOT_YET}",
+        rf"{{file}}: variable 'sst' has a weekly time step; gridded forecast .*{SERIES_HINT}",
         also="regrid",
     ),
     bad_file(
         "daily",
         saved(good(pd.date_range("1971-01-01", "1972-12-31", freq="D"))),
-        rf"{{file}}: variable 'sst' has a daily time step; .*monthly.*{NOT_YET}",
+        rf"{{file}}: variable 'sst' has a daily time step; .*monthly.*{SERIES_HINT}",
         also="regrid",
     ),
     bad_file(

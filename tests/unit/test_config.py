@@ -106,6 +106,30 @@ MISTAKES = [
         5,
         "datasets.extremes_synth.source.steps_per_day",
     ),
+    (
+        "map network for a series",
+        "experiments.runoff.models.mlp",
+        {"arch": "unet"},
+        "experiments.runoff.models.mlp.arch",
+    ),
+    (
+        "static attribute the basins lack",
+        "experiments.runoff.task.statics",
+        ["soil_depth"],
+        "experiments.runoff.task.statics[0]",
+    ),
+    (
+        "segmentation loss for a series",
+        "experiments.runoff.training.loss",
+        "dice",
+        "experiments.runoff.training.loss",
+    ),
+    (
+        "more lags than history",
+        "experiments.runoff.models.mlp",
+        {"arch": "mlp", "lags": 31},
+        "experiments.runoff.models.mlp.lags",
+    ),
     ("grid not whole cells", "experiments.enso.grid.resolution", 7.0, "experiments.enso.grid.lat"),
     ("old task kind", "experiments.enso.task.kind", "regression", "experiments.enso.task.kind"),
     (

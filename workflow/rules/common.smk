@@ -2,7 +2,7 @@
 import shutil
 
 from pipeline.config import experiment_datasets
-from pipeline.tasks import time_step
+from pipeline.tasks import gridded, time_step
 from pipeline.tracking import tracking_uri
 
 RESULTS = CFG["results"]
@@ -28,6 +28,13 @@ def grid_store(dataset):
 
 def prepared_store(experiment):
     return f"{RESULTS}/{experiment}/prepared.zarr"
+
+
+def prepare_grids(experiment):
+    """The regridded stores an experiment's prepare reads: none for series, which skip
+    the regrid stage and read the downloaded files."""
+    exp = CFG["experiments"][experiment]
+    return [grid_store(d) for d in experiment_datasets(exp)] if gridded(exp) else []
 
 
 def grid_of(dataset):

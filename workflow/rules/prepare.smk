@@ -3,10 +3,7 @@ from pipeline.config import prepare_hash
 
 rule prepare:
     input:
-        grids=lambda w: [
-            grid_store(d)
-            for d in experiment_datasets(CFG["experiments"][w.experiment])
-        ],
+        grids=lambda w: prepare_grids(w.experiment),
         manifests=lambda w: [
             raw_manifest(d)
             for d in experiment_datasets(CFG["experiments"][w.experiment])

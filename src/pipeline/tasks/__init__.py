@@ -28,12 +28,21 @@ def get_task(kind: str) -> Task:
 
 def check_task(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     """The task's cross-field checks of ``experiments.<name>`` (``key``): ConfigError."""
-    importlib.import_module(f"{TASKS[exp['task']['kind']]}_checks").check(key, exp, config)
+    _checks(exp).check(key, exp, config)
+
+
+def _checks(exp: Mapping[str, Any]) -> Any:
+    return importlib.import_module(f"{TASKS[exp['task']['kind']]}_checks")
 
 
 def time_step(exp: Mapping[str, Any]) -> str | None:
     """What the experiment's task needs of the time axis (pipeline.datacheck.check_time)."""
-    return importlib.import_module(f"{TASKS[exp['task']['kind']]}_checks").TIME_STEP
+    return _checks(exp).TIME_STEP
+
+
+def gridded(exp: Mapping[str, Any]) -> bool:
+    """Whether the experiment's data are maps, regridded before prepare (series are not)."""
+    return _checks(exp).GRIDDED
 
 
 def prepared_task(prepared: Any) -> Task:

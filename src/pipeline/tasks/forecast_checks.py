@@ -15,6 +15,8 @@ from pipeline.config import (
 
 #: Monthly steps, every month present (pipeline.datacheck.check_time).
 TIME_STEP = "monthly"
+#: Maps, regridded to the experiment's grid.
+GRIDDED = True
 
 
 def check(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:

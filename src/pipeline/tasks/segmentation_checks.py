@@ -12,6 +12,8 @@ LOSSES = ("auto", "cross_entropy", "jaccard", "dice")
 
 #: Snapshots: any steps in order, no duplicates (pipeline.datacheck.check_time).
 TIME_STEP = None
+#: Maps, regridded to the experiment's grid.
+GRIDDED = True
 
 
 def check(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:

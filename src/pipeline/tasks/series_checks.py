@@ -12,6 +12,8 @@ LOSSES = ("auto", "mse", "nse")
 
 #: Series count history and leads in their own step, read from the data (any step).
 TIME_STEP = None
+#: Series skip the regrid stage: prepare reads the downloaded files.
+GRIDDED = False
 
 
 def check(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:

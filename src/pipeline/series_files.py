@@ -1,0 +1,52 @@
+"""A series dataset's downloaded files, read as (entity, time) series and (entity,) attributes.
+
+Series come in the layouts their users already have: a basins folder (neuralhydrology's
+GenericDataset, Caravan, CAMELS-US; pipeline.sources.basin_layouts), or NetCDF files of
+series over (time) or (entity, time). Either way the result follows the pipeline's
+names: ``time`` and ``entity`` (a basin, a station). Series skip the regrid stage, so a
+map given to a series study is refused here, naming the file and the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import xarray as xr
+
+from pipeline.sources.basin_layouts import basin_layout, read_basins
+from pipeline.variables import DataError
+
+#: Names archives give the time and entity axes, and the pipeline's.
+RENAMES = {"date": "time", "basin": "entity", "gauge_id": "entity", "station": "entity"}
+MAP_DIMS = {"lat", "lon", "latitude", "longitude", "x", "y"}
+
+
+def as_series(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its time and entity axes under the pipeline's names."""
+    return ds.rename({k: v for k, v in RENAMES.items() if k in ds.dims or k in ds.coords})
+
+
+def _open_file(path: str) -> xr.Dataset:
+    ds = as_series(xr.open_dataset(path))
+    if "time" not in ds.dims:
+        raise DataError(f"{path}: no time dimension (dims {dict(ds.sizes)}); a series needs one")
+    for name, var in ds.data_vars.items():
+        if MAP_DIMS & set(var.dims):
+            raise DataError(
+                f"{path}: variable '{name}' is a map (dims {var.dims}); a series study takes "
+                "series over (time) or (entity, time): use task.kind forecast or segmentation "
+                "for maps"
+            )
+    return ds
+
+
+def open_series(paths: Sequence[str]) -> xr.Dataset:
+    """The series of a dataset's files: a basins folder's (the files' common folder, or
+    a folder given as the path), or the NetCDF files', merged. Values are read now."""
+    root = Path(os.path.commonpath(paths)) if paths else Path()
+    for folder in (root, root.parent):
+        if folder.is_dir() and basin_layout(folder):
+            return read_basins(folder).load()
+    return xr.merge([_open_file(p).load() for p in paths], compat="override")

@@ -1,0 +1,38 @@
+"""A series dataset's files: basins folders, NetCDF series, and maps refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from pipeline.series_files import as_series, open_series
+from pipeline.sources.basins import write_basins
+from pipeline.variables import DataError
+
+
+def test_a_basins_folder_reads_as_entity_by_time(tmp_path: Path) -> None:
+    paths = write_basins(tmp_path, n_basins=2, years=3, start_year=2000, seed=0)
+    ds = open_series(
+        [str(p) for p in paths if p.suffix in {".nc", ".csv"} and p.name != "truth.nc"]
+    )
+    assert ds["streamflow"].dims == ("entity", "time") and ds["aridity"].dims == ("entity",)
+    assert list(ds["entity"].values) == ["basin_000", "basin_001"]
+
+
+def test_a_netcdf_station_series_is_read_and_a_map_refused(tmp_path: Path) -> None:
+    time = pd.date_range("2000-01-01", periods=30, freq="D")
+    series = xr.Dataset({"t2m": ("date", np.arange(30.0))}, coords={"date": time})
+    series.to_netcdf(tmp_path / "station.nc")
+    ds = open_series([str(tmp_path / "station.nc")])
+    assert ds["t2m"].dims == ("time",) and as_series(series)["t2m"].dims == ("time",)
+    maps = xr.Dataset(
+        {"sst": (("time", "lat", "lon"), np.zeros((30, 2, 3)))},
+        coords={"time": time, "lat": [0.0, 1.0], "lon": [0.0, 1.0, 2.0]},
+    )
+    maps.to_netcdf(tmp_path / "maps.nc")
+    with pytest.raises(DataError, match=r"maps.nc: variable 'sst' is a map"):
+        open_series([str(tmp_path / "maps.nc")])
