@@ -346,8 +346,8 @@ def roc_curves(
 
 
 IMPORTANCE_CAPTION = (
-    "Bars: increase in test MSE when a group is shuffled across samples, with 95% "
-    "block-bootstrap interval. Single-pass: the group alone. Multi-pass: cumulative, the "
+    "Bars: {loss}, the increase in the test loss when a group is shuffled across samples, "
+    "with 95% block-bootstrap interval. Single-pass: the group alone. Multi-pass: cumulative, the "
     "group and every group chosen in an earlier pass shuffled together (#k = pass k)."
 )
 IMPORTANCE_COLUMNS = 5  # leads per row before the panels wrap (the default study has 5)
@@ -427,7 +427,7 @@ def importance_bars(
     axes[0, 0].set_yticks(y, order)
     axes[0, 0].invert_yaxis()
     fig.suptitle(titled(title, "permutation importance (test period)"))
-    fig.text(0.01, 0.0, IMPORTANCE_CAPTION, fontsize=7, wrap=True, va="top")
+    fig.text(0.01, 0.0, IMPORTANCE_CAPTION.format(loss=xlabel), fontsize=7, wrap=True, va="top")
     fig.tight_layout()
     return save(fig, path)
 
