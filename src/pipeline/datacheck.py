@@ -27,8 +27,10 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.config import ConfigError, experiment_datasets
+from pipeline.series_files import check_series_paths
 from pipeline.sources import NoMatchError, local_paths
 from pipeline.sources.climatenet import is_climatenet, open_climatenet
+from pipeline.tasks import gridded
 from pipeline.timesteps import describe_days
 from pipeline.variables import MISSING_LABEL, DataError, is_categorical, standardise_coords
 
@@ -349,6 +351,15 @@ def check_local_datasets(config: Mapping[str, Any], step_of: StepOf = _monthly) 
             paths = local_paths(name, dataset["source"])
         except NoMatchError as err:
             raise ConfigError(err.key, err.detail) from err
+        if not all(gridded(exp) for _, exp in users):
+            if any(gridded(exp) for _, exp in users):
+                raise ConfigError(
+                    f"datasets.{name}",
+                    "is read as series by one experiment and as maps by another; give each "
+                    "kind of study its own dataset entry",
+                )
+            check_series_paths(list(map(str, paths)))
+            continue
         steps = {exp_name: step_of(exp) for exp_name, exp in users}
         step = "monthly" if "monthly" in steps.values() else None
         with contextlib.ExitStack() as stack:

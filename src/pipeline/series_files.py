@@ -42,11 +42,31 @@ def _open_file(path: str) -> xr.Dataset:
     return ds
 
 
-def open_series(paths: Sequence[str]) -> xr.Dataset:
-    """The series of a dataset's files: a basins folder's (the files' common folder, or
-    a folder given as the path), or the NetCDF files', merged. Values are read now."""
+def _basins_folder(paths: Sequence[str]) -> Path | None:
+    """The basins folder the paths make up (a folder given as the path, or the common
+    folder of its files), if any."""
     root = Path(os.path.commonpath(paths)) if paths else Path()
-    for folder in (root, root.parent):
-        if folder.is_dir() and basin_layout(folder):
-            return read_basins(folder).load()
+    return root if root.is_dir() and basin_layout(root) else None
+
+
+def check_series_paths(paths: Sequence[str]) -> None:
+    """From headers only, before any job: the paths are a basins folder, or NetCDF files
+    of series (a time dimension, no map). DataError naming the file and the variable."""
+    if _basins_folder(paths) is not None:
+        return
+    for path in paths:
+        if Path(path).is_dir():
+            raise DataError(
+                f"{path}: a folder, but neither a GenericDataset/Caravan folder "
+                "(time_series/*.nc) nor CAMELS-US (basin_mean_forcing/, usgs_streamflow/)"
+            )
+        _open_file(path).close()
+
+
+def open_series(paths: Sequence[str]) -> xr.Dataset:
+    """The series of a dataset's files: a basins folder's, or the NetCDF files', merged.
+    Values are read now."""
+    folder = _basins_folder(paths)
+    if folder is not None:
+        return read_basins(folder).load()
     return xr.merge([_open_file(p).load() for p in paths], compat="override")

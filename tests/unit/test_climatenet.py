@@ -96,7 +96,9 @@ def config(root: Path, splits: dict | None = None) -> dict:
     splits = splits or {"train": [1996, 1999], "val": [2000, 2001], "test": [2002, 2005]}
     return {
         "datasets": {"climatenet": dataset},
-        "experiments": {"seg": {"dataset": "climatenet", "splits": splits}},
+        "experiments": {
+            "seg": {"dataset": "climatenet", "task": {"kind": "segmentation"}, "splits": splits}
+        },
     }
 
 

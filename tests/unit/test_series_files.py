@@ -36,3 +36,38 @@ def test_a_netcdf_station_series_is_read_and_a_map_refused(tmp_path: Path) -> No
     maps.to_netcdf(tmp_path / "maps.nc")
     with pytest.raises(DataError, match=r"maps.nc: variable 'sst' is a map"):
         open_series([str(tmp_path / "maps.nc")])
+
+
+def _runoff_config(path: Path) -> dict:
+    import yaml
+
+    from pipeline.config import resolve_config
+    from tests.conftest import REPO
+
+    raw = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    raw["experiments"] = {"runoff": raw["experiments"]["runoff"]}
+    names = ["total_precipitation_sum", "temperature_2m_mean", "potential_evaporation_sum"]
+    variables = {name: {} for name in [*names, "streamflow", "aridity", "frac_snow"]}
+    raw["datasets"] = {
+        "basins_synth": {"source": {"kind": "local", "path": str(path)}, "variables": variables}
+    }
+    return resolve_config(raw)
+
+
+def test_the_pre_flight_check_reads_series_headers(tmp_path: Path) -> None:
+    from pipeline.datacheck import check_local_datasets
+    from pipeline.tasks import time_step
+
+    write_basins(tmp_path / "basins", n_basins=2, years=3, start_year=2000, seed=0)
+    check_local_datasets(_runoff_config(tmp_path / "basins"), step_of=time_step)
+    time = pd.date_range("2000-01-01", periods=3, freq="D")
+    maps = xr.Dataset(
+        {"streamflow": (("time", "lat", "lon"), np.zeros((3, 2, 2)))},
+        coords={"time": time, "lat": [0.0, 1.0], "lon": [0.0, 1.0]},
+    )
+    maps.to_netcdf(tmp_path / "maps.nc")
+    with pytest.raises(DataError, match=r"maps.nc: variable 'streamflow' is a map"):
+        check_local_datasets(_runoff_config(tmp_path / "maps.nc"), step_of=time_step)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="neither a GenericDataset"):
+        check_local_datasets(_runoff_config(tmp_path / "empty"), step_of=time_step)
