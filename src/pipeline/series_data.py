@@ -77,8 +77,9 @@ def build_series_samples(fields: xr.Dataset, exp: Mapping[str, Any]) -> xr.Datas
     task, splits = exp["task"], exp["splits"]
     inputs, statics, target = list(task["inputs"]), list(task["statics"]), task["target"]
     history, leads = int(task["history"]), [int(lead) for lead in task["leads"]]
-    if ENTITY not in fields.dims:  # a single series is one entity
-        fields = fields.expand_dims({ENTITY: [str(task.get("entity", "series"))]})
+    if ENTITY not in fields.dims:  # a single series is one entity, named by its dataset
+        name = exp["dataset"] if isinstance(exp.get("dataset"), str) else "series"
+        fields = fields.expand_dims({ENTITY: [name]})
     _require(fields, [*inputs, target], (ENTITY, TIME), "a series")
     _require(fields, statics, (ENTITY,), "a static attribute")
     step = infer_step(fields[TIME])

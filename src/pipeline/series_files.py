@@ -1,8 +1,9 @@
 """A series dataset's downloaded files, read as (entity, time) series and (entity,) attributes.
 
 Series come in the layouts their users already have: a basins folder (neuralhydrology's
-GenericDataset, Caravan, CAMELS-US; pipeline.sources.basin_layouts), or NetCDF files of
-series over (time) or (entity, time). Either way the result follows the pipeline's
+GenericDataset, Caravan, CAMELS-US; pipeline.sources.basin_layouts), NetCDF files of
+series over (time) or (entity, time), or a station's CSV table (dates, then a column per
+variable). Either way the result follows the pipeline's
 names: ``time`` and ``entity`` (a basin, a station). Series skip the regrid stage, so a
 map given to a series study is refused here, naming the file and the variable.
 """
@@ -13,6 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
 import xarray as xr
 
 from pipeline.sources.basin_layouts import basin_layout, read_basins
@@ -28,8 +30,22 @@ def as_series(ds: xr.Dataset) -> xr.Dataset:
     return ds.rename({k: v for k, v in RENAMES.items() if k in ds.dims or k in ds.coords})
 
 
+def _read_csv(path: str) -> xr.Dataset:
+    """A station's table: the first column holds ISO 8601 dates (2000-01-31, or with a
+    time), every other column a variable."""
+    table = pd.read_csv(path, index_col=0)
+    try:
+        table.index = pd.to_datetime(table.index, format="ISO8601")
+    except (ValueError, TypeError) as err:
+        raise DataError(
+            f"{path}: the first column ('{table.index.name}') must hold dates ({err})"
+        ) from err
+    return xr.Dataset.from_dataframe(table.rename_axis("time"))
+
+
 def _open_file(path: str) -> xr.Dataset:
-    ds = as_series(xr.open_dataset(path))
+    raw = _read_csv(path) if Path(path).suffix.lower() == ".csv" else xr.open_dataset(path)
+    ds = as_series(raw)
     if "time" not in ds.dims:
         raise DataError(f"{path}: no time dimension (dims {dict(ds.sizes)}); a series needs one")
     for name, var in ds.data_vars.items():

@@ -71,3 +71,14 @@ def test_the_pre_flight_check_reads_series_headers(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="neither a GenericDataset"):
         check_local_datasets(_runoff_config(tmp_path / "empty"), step_of=time_step)
+
+
+def test_a_station_table_reads_as_a_series(tmp_path: Path) -> None:
+    path = tmp_path / "station.csv"
+    path.write_text("date,t2m,precip\n2000-01-01,1.5,0\n2000-01-02,2.0,3.1\n2000-01-03,,0.2\n")
+    ds = open_series([str(path)])
+    assert ds["t2m"].dims == ("time",) and np.isnan(ds["t2m"].values[2])
+    assert ds["time"].values[1] == np.datetime64("2000-01-02")
+    (tmp_path / "bad.csv").write_text("site,t2m\nA,1.0\nB,2.0\n")
+    with pytest.raises(DataError, match=r"bad.csv: the first column \('site'\) must hold dates"):
+        open_series([str(tmp_path / "bad.csv")])
