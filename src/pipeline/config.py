@@ -25,6 +25,8 @@ import jsonschema
 import yaml
 
 from pipeline.models.specs import complete_spec
+from pipeline.sources.basins import STATIC as BASIN_ATTRIBUTES
+from pipeline.sources.basins import VARIABLES as BASIN_SERIES
 from pipeline.sources.urls import (
     SCHEMES,
     dataset_params,
@@ -49,26 +51,7 @@ TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "d
 GENERATOR_VARIABLES = {
     "enso": ("sst", "heat_content"),
     "extremes": ("TMQ", "U850", "V850", "PSL", "LABELS"),
-    # series (sources.basins.VARIABLES), then static attributes (sources.basins.STATIC)
-    "basins": (
-        "total_precipitation_sum",
-        "temperature_2m_mean",
-        "potential_evaporation_sum",
-        "streamflow",
-        "gauge_lat",
-        "elev_mean",
-        "slope_mean",
-        "area",
-        "soil_capacity",
-        "geol_permeability",
-        "p_mean",
-        "pet_mean",
-        "aridity",
-        "frac_snow",
-        "high_prec_freq",
-        "low_prec_freq",
-        "p_seasonality",
-    ),
+    "basins": (*BASIN_SERIES, *BASIN_ATTRIBUTES),  # series, then static attributes
 }
 #: Each generator's default record (sources.synthetic.write_enso, sources.extremes) and
 #: the fewest years it needs (ENSO: a monthly climatology and a few cycles).
