@@ -76,7 +76,7 @@ def entity_scores(forecast: np.ndarray, obs: np.ndarray, entity: np.ndarray, n: 
 
 def lead_summary(per_entity: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Medians over entities (NaN entities left out) and the count with NSE <= 0."""
-    summary = {f"{k}": float(np.nanmedian(v)) for k, v in per_entity.items()}
+    summary = {k: float(np.nanmedian(v)) for k, v in per_entity.items()}
     summary["n_nse_le_0"] = float(np.sum(per_entity["nse"] <= 0))
     return summary
 
@@ -293,8 +293,9 @@ class SeriesTask(Task):
         per_entity = per_entity[per_entity["metric"] == "nse"].rename(columns={"value": "nse"})
         paths = [figures.nse_cdf(per_entity, plot_dir / "nse_cdf.png", title)]
         nse = per_entity[per_entity["forecast"] == name].set_index("entity")["nse"]
-        lead0 = scores[(scores["dim"] == "lead") & (scores["metric"] == "nse")]
-        refs = lead0[lead0["role"] == "baseline"]
+        first = str(int(prepared["lead"].values[0]))  # the lead the hydrographs show
+        at_first = scores[(scores["dim"] == self.dim) & (scores["group"] == first)]
+        refs = at_first[(at_first["metric"] == "nse") & (at_first["role"] == "baseline")]
         best = refs.loc[refs["value"].idxmax(), "forecast"] if refs["value"].notna().any() else None
         shown = {name: outputs["forecast"]}
         shown |= {k: v for k, v in baselines.items() if k in {best, "oracle"}}
