@@ -27,10 +27,12 @@ import yaml
 from pipeline.models.specs import complete_spec
 from pipeline.sources.basins import STATIC as BASIN_ATTRIBUTES
 from pipeline.sources.basins import VARIABLES as BASIN_SERIES
+from pipeline.sources.index import VARIABLES as INDEX_SERIES
 from pipeline.sources.urls import (
     SCHEMES,
     dataset_params,
     has_credentials,
+    listed_urls,
     redact_url,
     scheme_error,
 )
@@ -52,6 +54,7 @@ GENERATOR_VARIABLES = {
     "enso": ("sst", "heat_content"),
     "extremes": ("TMQ", "U850", "V850", "PSL", "LABELS"),
     "basins": (*BASIN_SERIES, *BASIN_ATTRIBUTES),  # series, then static attributes
+    "index": tuple(INDEX_SERIES),
 }
 #: Each generator's default record (sources.synthetic.write_enso, sources.extremes) and
 #: the fewest years it needs (ENSO: a monthly climatology and a few cycles).
@@ -59,6 +62,7 @@ GENERATOR_YEARS = {
     "enso": {"start_year": 1871, "years": 150, "min_years": 12},
     "extremes": {"start_year": 1996, "years": 4, "min_years": 1},
     "basins": {"start_year": 1990, "years": 10, "min_years": 3},
+    "index": {"start_year": 1950, "years": 60, "min_years": 5},
 }
 
 #: Keys of a variant spec that belong to the training section rather than the model.
@@ -282,7 +286,8 @@ def dataset_years(dataset: Mapping[str, Any]) -> tuple[int, int] | None:
         defaults = GENERATOR_YEARS[source["generator"]]
         first = source.get("start_year", defaults["start_year"])
         return first, first + source.get("years", defaults["years"]) - 1
-    if source["kind"] == "http" and "{year}" in source["url"] and source.get("year_range"):
+    years = source.get("year_range")
+    if source["kind"] == "http" and years and any("{year}" in u for u in listed_urls(source)):
         return tuple(source["year_range"])
     return None
 
@@ -322,16 +327,23 @@ def _check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
     if source["kind"] == "synthetic":
         _check_generator(f"datasets.{name}.source", source)
     if source["kind"] in SCHEMES:
-        problem = scheme_error(source["kind"], source["url"])
-        if problem:
-            raise ConfigError(f"datasets.{name}.source.url", problem)
-        if has_credentials(source["url"]):
-            log.warning(
-                "datasets.%s.source.url holds credentials; prefer ~/.netrc or source.auth_env/"
-                "token_env (docs/configuration.md), which keep them out of the config",
-                name,
-            )
+        _check_urls(f"datasets.{name}.source", source)
     dataset_variables(name, dataset)
+
+
+def _check_urls(key: str, source: Mapping[str, Any]) -> None:
+    urls = listed_urls(source)
+    if source["kind"] == "zarr" and not isinstance(source["url"], str):
+        raise ConfigError(f"{key}.url", "a Zarr source is one store: give one URL")
+    for url in urls:
+        if problem := scheme_error(source["kind"], url):
+            raise ConfigError(f"{key}.url", problem)
+        if has_credentials(url):
+            log.warning(
+                "%s.url holds credentials; prefer ~/.netrc or source.auth_env/"
+                "token_env (docs/configuration.md), which keep them out of the config",
+                key,
+            )
 
 
 def _check_experiment(name: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:

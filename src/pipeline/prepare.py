@@ -21,7 +21,7 @@ from pipeline.datacheck import check_fields
 from pipeline.io import write_zarr
 from pipeline.series_files import as_series, open_series
 from pipeline.tasks import get_task, gridded, time_step
-from pipeline.variables import DataError
+from pipeline.variables import DataError, derive_variables
 
 SPLITS = ("train", "val", "test")
 SAMPLE_CHUNK = 256
@@ -73,12 +73,15 @@ def prepare(
     experiment: Mapping[str, Any],
     config_hash: str,
     out: str | Path,
+    variables: Mapping[str, Mapping[str, Any] | None] | None = None,
 ) -> xr.Dataset:
     """Run the prepare stage for one experiment and write ``prepared.zarr`` at ``out``.
 
     ``grid_paths[i]`` is the regridded store of ``manifests[i]``'s dataset. Each is checked
     (pipeline.datacheck.check_fields) before anything is fitted: a split year the data
     do not cover, or a variable with no valid value, is a DataError naming its files.
+    Series skip the regrid stage, so their datasets' ``variables`` (renames, units; by
+    dataset name) are applied here.
     """
     splits = experiment["splits"]
     span = [min(v[0] for v in splits.values()), max(v[1] for v in splits.values())]
@@ -88,7 +91,14 @@ def prepare(
         for store, manifest in zip(stores, manifests, strict=True):
             check_fields(store, data_files(manifest), splits, time_step(experiment))
     else:
-        stores = [open_series(data_files(m)).sel(time=period) for m in manifests]
+        stores = [
+            derive_variables(
+                open_series(data_files(m)),
+                (variables or {}).get(m["dataset"]),
+                source_name=m["dataset"],
+            ).sel(time=slice(None, period.stop))  # earlier years: the first windows' history
+            for m in manifests
+        ]
     fields = xr.merge(stores, compat="override")
     kind = experiment["task"]["kind"]
     ds = get_task(kind).build_samples(fields, experiment, load_truth(manifests))

@@ -48,6 +48,17 @@ def _stats(values: np.ndarray, name: str) -> dict[str, float]:
     return {"mean": mean, "std": std}
 
 
+def _require_statics(values: np.ndarray, names: Sequence[str], entities: np.ndarray) -> None:
+    """Every entity has every attribute: a missing one would feed NaN into each window."""
+    for i, name in enumerate(names):
+        if (missing := np.flatnonzero(~np.isfinite(values[:, i]))).size:
+            listed = ", ".join(str(e) for e in entities[missing][:5])
+            raise DataError(
+                f"static attribute '{name}' is missing for {missing.size} entities ({listed}); "
+                "fill it in the attribute table, or drop it from task.statics"
+            )
+
+
 def sample_index(
     finite_inputs: np.ndarray,
     finite_target: np.ndarray,
@@ -99,6 +110,7 @@ def build_series_samples(fields: xr.Dataset, exp: Mapping[str, Any]) -> xr.Datas
         if statics
         else np.zeros((fields.sizes[ENTITY], 0))
     )
+    _require_statics(static_values, statics, fields[ENTITY].values)
     stats |= {n: _stats(static_values[:, i], n) for i, n in enumerate(statics)}
     scaled = (dynamic - [stats[n]["mean"] for n in inputs]) / [stats[n]["std"] for n in inputs]
     scaled_target = (flow - stats[target]["mean"]) / stats[target]["std"]

@@ -11,7 +11,7 @@ map given to a series study is refused here, naming the file and the variable.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -85,4 +85,24 @@ def open_series(paths: Sequence[str]) -> xr.Dataset:
     folder = _basins_folder(paths)
     if folder is not None:
         return read_basins(folder).load()
-    return xr.merge([_open_file(p).load() for p in paths], compat="override")
+    parts = {path: _open_file(path).load() for path in paths}
+    try:
+        return xr.merge(list(parts.values()), compat="no_conflicts", join="outer")
+    except xr.MergeError:
+        raise _conflict(parts) from None
+
+
+def _conflict(parts: Mapping[str, xr.Dataset]) -> DataError:
+    """The first file and variable whose values contradict the files before it."""
+    merged = xr.Dataset()
+    for path, part in parts.items():
+        for name in part.data_vars:
+            try:
+                xr.merge([merged, part[[name]]], compat="no_conflicts", join="outer")
+            except xr.MergeError:
+                return DataError(
+                    f"{path}: variable '{name}' contradicts the same dates in the files "
+                    "before it; give each date (and entity) once"
+                )
+        merged = xr.merge([merged, part], compat="override", join="outer")
+    return DataError(f"{', '.join(parts)}: the files cannot be combined")

@@ -180,3 +180,49 @@ def test_sync_restores_a_run_into_a_fresh_store(full_run: Path, tmp_path: Path) 
     assert [m.value for m in target.get_metric_history(restored.info.run_id, "val_loss")] == history
     for tag in ("pipeline.model", "pipeline.config_hash", "pipeline.data_sha256"):
         assert restored.data.tags[tag] == original.data.tags[tag]
+
+
+def test_the_series_study_runs_through_summary_and_mlflow(full_run: Path) -> None:
+    """Rainfall-runoff on daily basins: per-basin and per-lead scores, figures, MLflow."""
+    spec = CONFIG["experiments"]["runoff"]
+    root = full_run / RESULTS / "runoff"
+    assert not (full_run / RESULTS / "data" / "grid" / "basins_synth").exists()  # no regrid
+    for variant in spec["variants"]:
+        run = root / "runs" / variant / f"seed{spec['seeds'][0]}"
+        for name in ("metrics.csv", "predictions.nc", "importance.csv", "plots/nse_cdf.png"):
+            assert (run / name).exists(), run / name
+        scores = read_scores(run / "metrics.csv")
+        assert set(scores["dim"]) == {"lead", "entity"}
+        roles = dict(scores[["forecast", "role"]].drop_duplicates().values)
+        assert roles["climatology"] == roles["ridge"] == "baseline"
+        assert roles["oracle"] == "ceiling"
+        assert {"nse", "kge", "n_nse_le_0"} <= set(scores[scores["dim"] == "lead"]["metric"])
+        groups = set(pd.read_csv(run / "importance.csv")["group"])
+        assert {*spec["task"]["inputs"], *spec["task"]["statics"]} <= groups
+    best = pd.read_csv(root / "summary" / "best_forecasts.csv", dtype={"lead": str})
+    assert best["lead"].tolist() == [*map(str, spec["task"]["leads"]), ALL]  # no basin rows
+    assert (root / "summary" / "figures" / "nse_cdf.png").stat().st_size > 10_000
+    client = MlflowClient(f"sqlite:///{full_run}/{RESULTS}/mlflow.db")
+    experiment = client.get_experiment_by_name("runoff")
+    runs = client.search_runs([experiment.experiment_id], "tags.pipeline.role = 'model'")
+    assert len(runs) == len(spec["variants"]) * len(spec["seeds"])
+    assert all("test_nse_lead0" in run.data.metrics for run in runs)
+
+
+def test_a_monthly_index_series_runs_through_summary(full_run: Path) -> None:
+    """A single series forecast from its own past and a covariate, at leads in months."""
+    import xarray as xr
+
+    spec = CONFIG["experiments"]["nino_index"]
+    root = full_run / RESULTS / "nino_index"
+    with xr.open_zarr(root / "prepared.zarr") as prepared:
+        assert prepared.attrs["step"] == "monthly" and prepared.sizes["entity"] == 1
+    run = root / "runs" / next(iter(spec["variants"])) / f"seed{spec['seeds'][0]}"
+    scores = read_scores(run / "metrics.csv")
+    assert {"ar", "persistence", "climatology", "ridge"} <= set(scores["forecast"])
+    leads = scores[scores["dim"] == "lead"]["group"].drop_duplicates().tolist()
+    assert leads == [*map(str, spec["task"]["leads"]), ALL]
+    assert (run / "plots" / "hydrographs.png").exists()
+    assert not (run / "plots" / "nse_cdf.png").exists()  # one series has no distribution
+    figures = root / "summary" / "figures"
+    assert (figures / "skill_vs_lead.png").stat().st_size > 10_000

@@ -41,7 +41,7 @@ from tests.integration.workflow import RESULTS, snakemake
 
 # config/test.yaml's forecast experiment alone (every case here is about its data)
 TEST_YAML = re.sub(
-    r"  (extremes|basins)_synth:\n.*\n|\n  # Segmentation(.|\n)*",
+    r"  (extremes|basins|index)_synth:\n.*\n|\n  # Segmentation(.|\n)*",
     "",
     (REPO / "config" / "test.yaml").read_text(),
 )
@@ -400,6 +400,30 @@ CASES: list[Case] = [
         ),
         "datasets.enso_synth.source.url",
         "kind: local",
+    ),
+    bad_config(
+        "one of several http URLs with a file scheme",
+        put(
+            "datasets.enso_synth",
+            {
+                "source": {"kind": "http", "url": ["https://x/a.zip", "file:///b.zip"]},
+                "variables": {"sst": None, "heat_content": None},
+            },
+        ),
+        "datasets.enso_synth.source.url",
+        "scheme 'file'",
+    ),
+    bad_config(
+        "zarr with several URLs",
+        put(
+            "datasets.enso_synth",
+            {
+                "source": {"kind": "zarr", "url": ["https://x/a.zarr", "https://x/b.zarr"]},
+                "variables": {"sst": None, "heat_content": None},
+            },
+        ),
+        "datasets.enso_synth.source.url",
+        "one store: give one URL",
     ),
     bad_config(
         "auth_env incomplete",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from pipeline.series_files import open_series
+from pipeline.sources import fetch
+from pipeline.sources.archives import UnsafeArchiveError
 from pipeline.sources.basin_layouts import (
     basin_layout,
     is_camels_us,
@@ -265,3 +269,47 @@ def test_neither_layout_is_named(tmp_path: Path) -> None:
     assert basin_layout(tmp_path) is None
     with pytest.raises(DataError, match="neither a GenericDataset"):
         read_basins(tmp_path)
+
+
+def _zip_folder(folder: Path, archive: Path) -> None:
+    """Zip ``folder`` as CAMELS-US publishes it: the folder itself is the top member."""
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            zf.write(path, path.relative_to(folder.parent))
+
+
+def test_camels_zips_over_http_are_extracted_and_read(
+    http_root: tuple[Path, str], tmp_path: Path
+) -> None:
+    """CAMELS-US's two archives (time series, attributes) fetched as one http source."""
+    served, url = http_root
+    _camels(tmp_path / "staging")
+    _zip_folder(tmp_path / "staging/basin_dataset_public_v1p2", served / "timeseries.zip")
+    _zip_folder(tmp_path / "staging/camels_attributes_v2.0", served / "attributes.zip")
+    source = {
+        "kind": "http",
+        "url": [f"{url}/timeseries.zip", f"{url}/attributes.zip"],
+        "extract": True,
+        "retries": 0,
+    }
+    manifest = fetch("camels", {"source": source}, tmp_path / "raw")
+    folders = [Path(f["path"]) for f in manifest["files"]]
+    assert [f.name for f in folders] == ["timeseries", "attributes"]
+    assert all(f.is_dir() for f in folders)
+    ds = open_series([str(f) for f in folders])
+    assert list(ds["entity"].values) == list(GAUGES)
+    assert ds["aridity"].values.tolist() == [0.6, 0.7]  # attributes from the second zip
+
+
+def test_a_path_traversal_member_over_http_is_refused(
+    http_root: tuple[Path, str], tmp_path: Path
+) -> None:
+    served, url = http_root
+    with zipfile.ZipFile(served / "evil.zip", "w") as zf:
+        zf.writestr("basins/time_series/b1.nc", b"")
+        zf.writestr("../../escaped.txt", b"gotcha")
+    source = {"kind": "http", "url": f"{url}/evil.zip", "extract": True, "retries": 0}
+    with pytest.raises(UnsafeArchiveError, match=r"evil\.zip: member '\.\./\.\./escaped\.txt'"):
+        fetch("camels", {"source": source}, tmp_path / "raw" / "camels")
+    assert not list(tmp_path.rglob("escaped.txt"))
+    assert not (tmp_path / "raw" / "camels" / "evil").exists()

@@ -130,6 +130,12 @@ MISTAKES = [
         {"arch": "mlp", "lags": 31},
         "experiments.runoff.models.mlp.lags",
     ),
+    (
+        "the target as its own input at lead 0",
+        "experiments.runoff.task.inputs",
+        ["total_precipitation_sum", "streamflow"],
+        "experiments.runoff.task.leads",
+    ),
     ("grid not whole cells", "experiments.enso.grid.resolution", 7.0, "experiments.enso.grid.lat"),
     ("old task kind", "experiments.enso.task.kind", "regression", "experiments.enso.task.kind"),
     (

@@ -108,3 +108,25 @@ def test_a_basin_without_train_flow_is_named(basins: xr.Dataset, tmp_path: Path)
     flow[1, : 2 * 365] = np.nan
     with pytest.raises(DataError, match="basin_001"):
         build_series_samples(basins.assign(streamflow=flow), EXP)
+
+
+def test_a_basin_without_a_static_attribute_is_named(basins: xr.Dataset) -> None:
+    """A NaN attribute (CAMELS-US gauges missing from camels_*.txt) would feed NaN inputs."""
+    aridity = basins["aridity"].copy()
+    aridity[2] = np.nan
+    with pytest.raises(DataError, match=r"'aridity' .*basin_002"):
+        build_series_samples(basins.assign(aridity=aridity), EXP)
+
+
+def test_data_before_the_first_split_feed_the_first_windows(tmp_path: Path) -> None:
+    """Years before the train period are history, not dropped: the first training target
+    is the train period's first day."""
+    from pipeline.prepare import prepare
+    from pipeline.sources import fetch
+
+    source = {"kind": "synthetic", "generator": "basins", "n_basins": 2, "years": 4}
+    manifest = fetch("basins", {"source": {**source, "start_year": 2000}}, tmp_path / "raw")
+    splits = {"train": [2001, 2001], "val": [2002, 2002], "test": [2003, 2003]}
+    ds = prepare([], [manifest], {**EXP, "splits": splits}, "hash", tmp_path / "p.zarr")
+    train = ds["sample_end"].values[ds["split"].values == "train"]
+    assert str(ds["time"].values[train.min()])[:10] == "2001-01-01"

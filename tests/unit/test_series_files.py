@@ -82,3 +82,17 @@ def test_a_station_table_reads_as_a_series(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("site,t2m\nA,1.0\nB,2.0\n")
     with pytest.raises(DataError, match=r"bad.csv: the first column \('site'\) must hold dates"):
         open_series([str(tmp_path / "bad.csv")])
+
+
+def test_files_split_by_years_or_stations_are_all_read(tmp_path: Path) -> None:
+    """Several files of one dataset are combined, never one kept over the others."""
+    for name, start in (("a.csv", "2000-01-01"), ("b.csv", "2000-02-01")):
+        dates = pd.date_range(start, periods=31, freq="D")
+        frame = pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "q": np.arange(31.0)})
+        frame.to_csv(tmp_path / name, index=False)
+    ds = open_series([str(tmp_path / "a.csv"), str(tmp_path / "b.csv")])
+    assert ds.sizes["time"] == 62 and not np.isnan(ds["q"].values).any()
+    np.testing.assert_array_equal(ds["q"].sel(time="2000-02-05").values, 4.0)
+    (tmp_path / "c.csv").write_text("date,q\n2000-01-01,99\n")  # disagrees with a.csv
+    with pytest.raises(DataError, match=r"c\.csv.*'q'"):
+        open_series([str(tmp_path / "a.csv"), str(tmp_path / "c.csv")])

@@ -22,5 +22,9 @@ rule prepare:
             key: CFG["experiments"][w.experiment][key] for key in ("task", "splits")
         },
         config_hash=lambda w: prepare_hash(CFG, w.experiment),
+        variables=lambda w: {
+            d: CFG["datasets"][d].get("variables")
+            for d in experiment_datasets(CFG["experiments"][w.experiment])
+        },
     script:
         "../scripts/prepare.py"

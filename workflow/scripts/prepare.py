@@ -13,4 +13,5 @@ prepare(
     snakemake.params.experiment,
     snakemake.params.config_hash,
     snakemake.output.store,
+    snakemake.params.variables,
 )

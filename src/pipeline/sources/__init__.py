@@ -14,12 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import sha256_file, sha256_tree, write_json
+from pipeline.sources.archives import extract, unpacked_name
 from pipeline.sources.basins import TRUTH, write_basins
 from pipeline.sources.extremes import write_extremes
 from pipeline.sources.http import download, expand_urls
+from pipeline.sources.index import write_index
 from pipeline.sources.remote_zarr import fetch_zarr
 from pipeline.sources.synthetic import write_enso
-from pipeline.sources.urls import DownloadError, auth_headers, dataset_params, public_source
+from pipeline.sources.urls import (
+    DownloadError,
+    auth_headers,
+    dataset_params,
+    listed_urls,
+    public_source,
+)
 
 __all__ = [
     "DownloadError",
@@ -82,8 +90,17 @@ def _basins(source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     ]
 
 
+#: Options of the index generator a source may set (pipeline.sources.index).
+INDEX_OPTIONS = ("years", "start_year", "seed", "step")
+
+
+def _index(source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+    options = {key: source[key] for key in INDEX_OPTIONS if key in source}
+    return [_entry(p) for p in write_index(out_dir, **options)]
+
+
 #: The synthetic generators, by ``source.generator``.
-GENERATORS = {"enso": _enso, "extremes": _extremes, "basins": _basins}
+GENERATORS = {"enso": _enso, "extremes": _extremes, "basins": _basins, "index": _index}
 
 
 def _synthetic(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
@@ -91,21 +108,27 @@ def _synthetic(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict
 
 
 def _http(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+    """Each URL's file; with ``extract``, the folder its archive unpacks into instead (the
+    archive stays beside it, so a rerun checks its sha256 and does not fetch it again)."""
     headers = auth_headers(source, name)
-    return [
-        _entry(
-            download(
-                url,
-                out_dir,
-                dataset=name,
-                sha256=source.get("sha256"),
-                retries=source.get("retries", 3),
-                timeout=source.get("timeout", 60),
-                headers=headers,
-            )
+    entries = []
+    urls = [u for url in listed_urls(source) for u in expand_urls(url, source.get("year_range"))]
+    for url in urls:
+        path = download(
+            url,
+            out_dir,
+            dataset=name,
+            sha256=source.get("sha256"),
+            retries=source.get("retries", 3),
+            timeout=source.get("timeout", 60),
+            headers=headers,
         )
-        for url in expand_urls(source["url"], source.get("year_range"))
-    ]
+        if source.get("extract", False):
+            folder = out_dir / unpacked_name(path)
+            extract(path, folder)
+            path = folder
+        entries.append(_entry(path))
+    return entries
 
 
 def _zarr(name: str, source: Mapping[str, Any], out_dir: Path) -> list[dict[str, Any]]:

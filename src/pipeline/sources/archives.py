@@ -89,6 +89,19 @@ def _extract_tar(archive: Path, into: Path) -> None:
         tf.extractall(into, members=members, filter="data")
 
 
+#: Archive suffixes, longest first, stripped to name the folder an archive unpacks into.
+ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".zip", ".tar")
+
+
+def unpacked_name(archive: Path) -> str:
+    """The folder name for ``archive``: its name without the archive suffix."""
+    name = archive.name
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return f"{name}.d"
+
+
 def extract(archive: str | Path, dest: str | Path) -> list[Path]:
     """Extract ``archive`` (zip or any tar) into ``dest``, replacing a previous ``dest``;
     return the extracted files (not folders), sorted. UnsafeArchiveError names a member

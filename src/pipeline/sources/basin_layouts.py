@@ -70,15 +70,22 @@ HEADER = {
 # --- shared ---------------------------------------------------------------------------
 
 
-def _find_root(path: str | Path, fits: Callable[[Path], bool]) -> Path | None:
-    """``path`` if the layout is there, else its only subfolder that holds it."""
+def _find_root(path: str | Path, fits: Callable[[Path], bool], depth: int = 2) -> Path | None:
+    """``path`` if the layout is there, else the only folder up to ``depth`` levels below
+    that holds it (an archive's top folder, inside the folder it was unpacked into)."""
     path = Path(path)
     if not path.is_dir():
         return None
     if fits(path):
         return path
-    inside = [child for child in sorted(path.iterdir()) if child.is_dir() and fits(child)]
-    return inside[0] if len(inside) == 1 else None
+    if depth == 0:
+        return None
+    found = {
+        root
+        for child in sorted(path.iterdir())
+        if child.is_dir() and (root := _find_root(child, fits, depth - 1)) is not None
+    }
+    return found.pop() if len(found) == 1 else None
 
 
 def _require_root(path: str | Path, fits: Callable[[Path], bool], layout: str) -> Path:
@@ -350,9 +357,9 @@ def _camels_basin(forcing: Path, flow: Path) -> tuple[xr.Dataset, dict[str, floa
 
 
 def camels_attributes(folders: Iterable[Path]) -> pd.DataFrame:
-    """The ``camels_*.txt`` tables in ``folders`` and their subfolders, merged."""
+    """The ``camels_*.txt`` tables in ``folders`` and up to two levels below, merged."""
     files = sorted(
-        {p for d in folders for p in [*d.glob("camels_*.txt"), *d.glob("*/camels_*.txt")]}
+        {p for d in folders for depth in ("", "*/", "*/*/") for p in d.glob(f"{depth}camels_*.txt")}
     )
     tables = (
         (p, _read_csv_table(p, sep=";", encoding_errors="replace").rename(index=_gauge))

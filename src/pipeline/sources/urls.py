@@ -85,11 +85,19 @@ def check_scheme(kind: str, url: str, dataset: str) -> None:
         raise DownloadError(f"datasets.{dataset}.source.url: {problem}")
 
 
+def listed_urls(source: Mapping[str, Any]) -> list[str]:
+    """The source's ``url``, one or a list (an archive in several files: CAMELS-US's time
+    series and its attributes)."""
+    url = source["url"]
+    return [url] if isinstance(url, str) else list(url)
+
+
 def public_source(source: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a source config that is safe to write or print: its URL redacted."""
+    """A copy of a source config that is safe to write or print: its URL(s) redacted."""
     public = copy.deepcopy(dict(source))
     if "url" in public:
-        public["url"] = redact_url(public["url"])
+        urls = [redact_url(url) for url in listed_urls(public)]
+        public["url"] = urls[0] if isinstance(public["url"], str) else urls
     return public
 
 

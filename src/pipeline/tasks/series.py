@@ -277,6 +277,15 @@ class SeriesTask(Task):
             out[name] = da.isel(time=slice(step.min(), step.max() + 1))
         return out
 
+    @staticmethod
+    def _nse_cdf(
+        prepared: xr.Dataset, per_entity: pd.DataFrame, path: Path, title: str
+    ) -> list[Path]:
+        """The CDF of NSE over entities, where there are several (one has no distribution)."""
+        if prepared.sizes[ENTITY_DIM] < 2:
+            return []
+        return [figures.nse_cdf(per_entity, path, title)]
+
     def run_figures(
         self,
         prepared: xr.Dataset,
@@ -288,10 +297,11 @@ class SeriesTask(Task):
         title: str,
     ) -> list[Path]:
         """The CDF of NSE over entities, and hydrographs of the model's best, median and
-        worst entity beside the observations, the oracle and the best baseline."""
+        worst entity (a single series: the one) beside the observations, the oracle and the
+        best baseline."""
         per_entity = scores[scores["dim"] == ENTITY_DIM].rename(columns={"group": "entity"})
         per_entity = per_entity[per_entity["metric"] == "nse"].rename(columns={"value": "nse"})
-        paths = [figures.nse_cdf(per_entity, plot_dir / "nse_cdf.png", title)]
+        paths = self._nse_cdf(prepared, per_entity, plot_dir / "nse_cdf.png", title)
         nse = per_entity[per_entity["forecast"] == name].set_index("entity")["nse"]
         first = str(int(prepared["lead"].values[0]))  # the lead the hydrographs show
         at_first = scores[(scores["dim"] == self.dim) & (scores["group"] == first)]
@@ -329,7 +339,7 @@ class SeriesTask(Task):
         the oracle), and skill against lead where there are several leads."""
         nse = table[(table["dim"] == ENTITY_DIM) & (table["metric"] == "nse")]
         per_entity = nse.rename(columns={"group": "entity", "mean": "nse"})
-        paths = [figures.nse_cdf(per_entity, out_dir / "nse_cdf.png", title)]
+        paths = self._nse_cdf(prepared, per_entity, out_dir / "nse_cdf.png", title)
         if prepared.sizes["lead"] > 1:
             leads = table[table["dim"] == self.dim]
             step = prepared.attrs["step"]

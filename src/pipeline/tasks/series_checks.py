@@ -17,8 +17,9 @@ GRIDDED = False
 
 
 def check(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-    """The dataset provides the inputs, statics and target; every network reads sequences;
-    the loss is a regression loss; an MLP's lags fit in the history."""
+    """The dataset provides the inputs, statics and target; the target is no input of its
+    own forecast; every network reads sequences; the loss is a regression loss; an MLP's
+    lags fit in the history."""
     task = exp["task"]
     provided = experiment_variables(exp, config)
     for field in ("inputs", "statics"):
@@ -31,6 +32,12 @@ def check(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:
                 )
     if task["target"] not in provided:
         raise ConfigError(f"{key}.task.target", f"variable '{task['target']}' is not provided")
+    if task["target"] in task["inputs"] and 0 in task["leads"]:
+        raise ConfigError(
+            f"{key}.task.leads",
+            f"lead 0 with the target '{task['target']}' among task.inputs: a window's last "
+            "step would hold the value to forecast; use leads of 1 or more",
+        )
     both = sorted(set(task["inputs"]) & set(task["statics"]))
     if both:
         raise ConfigError(f"{key}.task.statics", f"{', '.join(both)} also in task.inputs")
