@@ -16,7 +16,7 @@ import itertools
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -415,6 +415,17 @@ def option_key(key: str, exp: Mapping[str, Any], variant: Mapping[str, Any], opt
     if option in exp.get("sweep", {}).get(variant["base"], {}):
         return f"{key}.sweep.{variant['base']}.{option}"
     return f"{key}.training.{option}"
+
+
+def check_losses(key: str, exp: Mapping[str, Any], losses: Sequence[str], why: str) -> None:
+    """Every variant trains on one of the task's ``losses``; the error names the key that
+    set the loss (its sweep, or training) and says ``why`` not."""
+    for name, variant in exp["variants"].items():
+        loss = variant["training"]["loss"]
+        if loss not in losses:
+            raise ConfigError(
+                option_key(key, exp, variant, "loss"), f"'{loss}' (variant {name}) {why}"
+            )
 
 
 def variant_name(model: str, overrides: Mapping[str, Any]) -> str:

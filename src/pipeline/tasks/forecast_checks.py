@@ -7,10 +7,10 @@ from typing import Any
 
 from pipeline.config import (
     ConfigError,
+    check_losses,
     dataset_years,
     experiment_datasets,
     experiment_variables,
-    option_key,
 )
 
 #: Monthly steps, every month present (pipeline.datacheck.check_time).
@@ -41,13 +41,9 @@ def check(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:
                 f"{key}.importance.leads[{i}]",
                 f"lead {lead} is not one of the task's leads {task['leads']}",
             )
-    for name, variant in exp["variants"].items():
-        if variant["training"]["loss"] not in ("auto", "mse"):
-            raise ConfigError(
-                option_key(key, exp, variant, "loss"),
-                f"'{variant['training']['loss']}' (variant {name}) is a classification loss; "
-                "a forecast trains on mse (or auto)",
-            )
+    check_losses(
+        key, exp, ("auto", "mse"), "is a classification loss; a forecast trains on mse (or auto)"
+    )
     needed = task["history"] + max(task["leads"])
     for part in ("train", "val", "test"):
         start, end = exp["splits"][part]

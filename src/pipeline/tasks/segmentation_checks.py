@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.config import ConfigError, experiment_variables, option_key
+from pipeline.config import ConfigError, check_losses, experiment_variables
 from pipeline.models.specs import MAP_ARCHS
 
 LOSSES = ("auto", "cross_entropy", "jaccard", "dice")
@@ -38,12 +38,6 @@ def check(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:
                 f"'{spec['arch']}' outputs one value per sample; segmentation needs a class "
                 f"map per sample, from one of {', '.join(sorted(MAP_ARCHS))}",
             )
-    for name, variant in exp["variants"].items():
-        if variant["training"]["loss"] not in LOSSES:
-            raise ConfigError(
-                option_key(key, exp, variant, "loss"),
-                f"'{variant['training']['loss']}' (variant {name}) is not a segmentation "
-                f"loss; use one of {', '.join(LOSSES)}",
-            )
+    check_losses(key, exp, LOSSES, f"is not a segmentation loss; use one of {', '.join(LOSSES)}")
     if exp["importance"].get("leads"):
         raise ConfigError(f"{key}.importance.leads", "is for forecasts; segmentation has none")

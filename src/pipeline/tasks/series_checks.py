@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.config import ConfigError, experiment_variables, option_key
+from pipeline.config import ConfigError, check_losses, experiment_variables
 from pipeline.models.specs import SERIES_ARCHS
 
 LOSSES = ("auto", "mse", "nse")
@@ -48,13 +48,8 @@ def check(key: str, exp: Mapping[str, Any], config: Mapping[str, Any]) -> None:
                 f"'{spec['arch']}' reads maps; a series study needs a sequence network, one "
                 f"of {', '.join(sorted(SERIES_ARCHS))}",
             )
+    check_losses(key, exp, LOSSES, f"is not a series loss; use one of {', '.join(LOSSES)}")
     for name, variant in exp["variants"].items():
-        if variant["training"]["loss"] not in LOSSES:
-            raise ConfigError(
-                option_key(key, exp, variant, "loss"),
-                f"'{variant['training']['loss']}' (variant {name}) is not a series loss; use "
-                f"one of {', '.join(LOSSES)}",
-            )
         lags = variant["model"].get("lags", 0)
         if lags > task["history"]:
             swept = "lags" in exp.get("sweep", {}).get(variant["base"], {})
