@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 #: Below this much free space, a failed write is taken for a full disk: HDF5 (NetCDF)
@@ -90,6 +91,16 @@ def write_text(text: str, target: str | Path) -> None:
 def write_netcdf(ds: xr.Dataset, target: str | Path, **kwargs: Any) -> None:
     with atomic_path(target) as tmp:
         ds.to_netcdf(tmp, **kwargs)
+
+
+def cf_series_encoding(ds: xr.Dataset, time: str, units: str) -> dict[str, dict]:
+    """CF ``days since`` int32 times and float32 data (NaN fill), as archives of station and
+    basin series store them."""
+    enc: dict[str, dict] = {time: {"units": units, "calendar": "standard", "dtype": "int32"}}
+    for name, var in ds.data_vars.items():
+        if var.dtype.kind == "f":
+            enc[str(name)] = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
+    return enc
 
 
 def write_zarr(ds: xr.Dataset, target: str | Path, **kwargs: Any) -> None:

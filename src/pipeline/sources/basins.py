@@ -57,7 +57,7 @@ import pandas as pd
 import xarray as xr
 from scipy.signal import lfilter
 
-from pipeline.io import write_netcdf, write_text
+from pipeline.io import cf_series_encoding, write_netcdf, write_text
 
 TIME_SERIES = "time_series"
 ATTRIBUTES = "attributes"
@@ -441,12 +441,8 @@ def basins_datasets(
 
 
 def _encoding(ds: xr.Dataset) -> dict[str, dict]:
-    """CF ``days since`` dates and float32 data (NaN fill), as Caravan's files store them."""
-    enc: dict[str, dict] = {"date": {"units": TIME_UNITS, "calendar": "standard", "dtype": "int32"}}
-    for name, var in ds.data_vars.items():
-        if var.dtype.kind == "f":
-            enc[str(name)] = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
-    return enc
+    """Caravan's encoding: times on a ``date`` coordinate."""
+    return cf_series_encoding(ds, "date", TIME_UNITS)
 
 
 def write_basins(

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.io import write_netcdf
+from pipeline.io import cf_series_encoding, write_netcdf
 from pipeline.sources.synthetic import RechargeOscillator
 
 DATA = "index.nc"
@@ -156,14 +156,6 @@ def index_datasets(
     return data, truth
 
 
-def _encoding(ds: xr.Dataset) -> dict[str, dict]:
-    """CF ``days since`` times and float32 values (NaN fill), as archives store them."""
-    enc: dict[str, dict] = {"time": {"units": TIME_UNITS, "calendar": "standard", "dtype": "int32"}}
-    for name in ds.data_vars:
-        enc[str(name)] = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
-    return enc
-
-
 def write_index(
     out_dir: str | Path,
     *,
@@ -175,5 +167,7 @@ def write_index(
     """Write the series file into ``out_dir`` (atomically); return its path in a list."""
     data, _ = index_datasets(years, start_year, seed, step)
     path = Path(out_dir) / DATA
-    write_netcdf(data, path, encoding=_encoding(data), engine="netcdf4")
+    write_netcdf(
+        data, path, encoding=cf_series_encoding(data, "time", TIME_UNITS), engine="netcdf4"
+    )
     return [path]
