@@ -60,20 +60,6 @@ REFERENCES = ("persistence", "climatology", "linear", "oracle")
 ROLES = dict.fromkeys(("persistence", "climatology", "linear"), "baseline") | {"oracle": "ceiling"}
 
 
-@pytest.fixture
-def figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
-    """Every figure the plots module saves during a test (still inspectable once closed)."""
-    saved: list[Figure] = []
-    save = plots.save
-
-    def keep(fig: Figure, path: str | Path) -> Path:
-        saved.append(fig)
-        return save(fig, path)
-
-    monkeypatch.setattr(plots, "save", keep)
-    return saved
-
-
 def summary_table(acc: dict[str, list[float]], leads: list[int] = LEADS) -> pd.DataFrame:
     """summary.csv rows of the ACC metric: {forecast: ACC per lead}."""
     return pd.DataFrame(

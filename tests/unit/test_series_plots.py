@@ -25,20 +25,6 @@ ROLES = {
 }
 
 
-@pytest.fixture
-def figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
-    """Every figure saved during a test (still inspectable once closed)."""
-    saved: list[Figure] = []
-    save = plots.save
-
-    def keep(fig: Figure, path: str | Path) -> Path:
-        saved.append(fig)
-        return save(fig, path)
-
-    monkeypatch.setattr(plots, "save", keep)
-    return saved
-
-
 def basins(n: int = 6, days: int = 3 * 365, freq: str = "D") -> dict[str, xr.DataArray]:
     """Observed flow (mm/day) of ``n`` basins with gaps, and forecasts of falling quality:
     the oracle near it, the network and its ensemble noisier, the ridge baseline noisier
