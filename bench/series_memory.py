@@ -75,7 +75,7 @@ def measure(prepared_path: str, variant_path: str, steps: int, threads: int) -> 
     loss = train_epoch(
         model,
         batches,
-        order,
+        [order],
         make_optimizer(model, training),
         task.loss(training["loss"], prepared),
         resolve_amp(training["amp"], device),

@@ -50,7 +50,7 @@ def bare_epoch(
 
 
 def pipeline_epoch(model: nn.Module, batches: Batches, order: torch.Tensor, opt) -> None:
-    train_epoch(model, batches, order, opt, masked_mse, None, CLIP, "bench")
+    train_epoch(model, batches, [order], opt, masked_mse, None, CLIP, "bench")
 
 
 def measure(name: str, epochs: int) -> dict:

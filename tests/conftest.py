@@ -34,6 +34,10 @@ TINY_CNN = {
         "deterministic": True,
         "gpu_resident": "auto",
         "num_workers": 0,
+        "data": "auto",
+        "shuffle_buffer_mb": 256,
+        "strategy": "single",
+        "processes": 2,
     },
 }
 

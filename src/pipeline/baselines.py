@@ -13,6 +13,8 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import Pipeline, make_pipeline
 
+from pipeline.samples import split_inputs
+
 RIDGE_ALPHAS = np.logspace(-3, 4, 15)
 
 
@@ -43,12 +45,11 @@ def baseline_forecasts(prepared: xr.Dataset, split: str = "test") -> dict[str, n
     is_split = prepared["split"].values == split
     train = prepared["split"].values == "train"
     n_leads = prepared.sizes["lead"]
-    x = prepared["x"].values
-    linear = fit_linear(x[train], prepared["y"].values[train])
+    linear = fit_linear(split_inputs(prepared, "train"), prepared["y"].values[train])
     out = {
         "persistence": persistence(prepared["index_init"].values[is_split], n_leads),
         "climatology": climatology(int(is_split.sum()), n_leads),
-        "linear": linear.predict(x[is_split].reshape(int(is_split.sum()), -1)),
+        "linear": linear.predict(split_inputs(prepared, split).reshape(int(is_split.sum()), -1)),
     }
     if "oracle" in prepared:
         out["oracle"] = prepared["oracle"].values[is_split].astype(float)

@@ -82,6 +82,10 @@ TRAINING_KEYS = frozenset(
         "deterministic",
         "gpu_resident",
         "num_workers",
+        "data",
+        "shuffle_buffer_mb",
+        "strategy",
+        "processes",
     }
 )
 
@@ -428,6 +432,18 @@ def check_losses(key: str, exp: Mapping[str, Any], losses: Sequence[str], why: s
             )
 
 
+def _check_data_parallel(key: str, exp: Mapping[str, Any]) -> None:
+    """DDP splits every batch evenly over its processes: the batch must divide."""
+    for name, variant in exp["variants"].items():
+        training = variant["training"]
+        if training["strategy"] == "ddp" and training["batch_size"] % training["processes"]:
+            raise ConfigError(
+                option_key(key, exp, variant, "batch_size"),
+                f"{training['batch_size']} (variant {name}) does not split evenly over "
+                f"training.processes = {training['processes']} DDP processes",
+            )
+
+
 def variant_name(model: str, overrides: Mapping[str, Any]) -> str:
     """Readable, stable name of a sweep member, e.g. ``cnn-k5-lr0.001``."""
     parts = [f"{ABBREVIATIONS.get(k, k)}{_format_value(v)}" for k, v in sorted(overrides.items())]
@@ -513,6 +529,7 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     for name, exp in resolved["experiments"].items():
         _check_experiment(name, exp, resolved)
         exp["variants"] = expand_variants(exp, name)
+        _check_data_parallel(f"experiments.{name}", exp)
         check_task(f"experiments.{name}", exp, resolved)
     _check_shared_grids(resolved)
     return resolved

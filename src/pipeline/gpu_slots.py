@@ -34,32 +34,53 @@ def gpu_count() -> int:
 
 
 @contextlib.contextmanager
-def gpu_slot(lock_dir: str | Path, poll_seconds: float = 1.0) -> Iterator[int | None]:
-    """Hold one free GPU index for the duration of the block (None: no GPU to assign)."""
+def gpu_slot(
+    lock_dir: str | Path, poll_seconds: float = 1.0, count: int = 1
+) -> Iterator[list[int] | None]:
+    """Hold ``count`` free GPU indices (a DDP job takes one per process) for the duration
+    of the block; None when there is no GPU to assign or the scheduler already chose."""
     if os.environ.get("CUDA_VISIBLE_DEVICES") not in (None, ""):
         yield None  # the scheduler (SLURM) or the user already chose
         return
-    count = gpu_count()
-    if count == 0:
+    total = gpu_count()
+    if total == 0:
         yield None
         return
+    if count > total:
+        raise RuntimeError(f"the job needs {count} GPUs; this machine has {total}")
     lock_dir = Path(lock_dir)
     lock_dir.mkdir(parents=True, exist_ok=True)
     while True:
-        for index in range(count):
-            handle = open(lock_dir / f"gpu{index}.lock", "a+")  # noqa: SIM115 - held below
+        held = _claim(lock_dir, total, count)
+        if held:
+            indices = ",".join(str(i) for i in held)
+            os.environ["CUDA_VISIBLE_DEVICES"] = indices
+            log.info("using GPU %s (CUDA_VISIBLE_DEVICES=%s)", indices, indices)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
-            log.info("using GPU %d (CUDA_VISIBLE_DEVICES=%d)", index, index)
-            try:
-                yield index
+                yield list(held)
             finally:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
+                for handle in held.values():
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                    handle.close()
             return
-        time.sleep(poll_seconds)  # more jobs than GPUs: wait for a slot to free up
+        time.sleep(poll_seconds)  # more jobs than GPUs: wait for slots to free up
+
+
+def _claim(lock_dir: Path, total: int, count: int) -> dict:
+    """Lock ``count`` free GPU indices at once, or none: {index: open lock file}."""
+    held = {}
+    for index in range(total):
+        handle = open(lock_dir / f"gpu{index}.lock", "a+")  # noqa: SIM115 - held by caller
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        held[index] = handle
+        if len(held) == count:
+            return held
+    for handle in held.values():  # too few free: let them go, so two jobs never deadlock
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+    return {}

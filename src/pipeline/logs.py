@@ -31,15 +31,18 @@ def _log_uncaught(
     log.critical("job failed: %s\n%s", message, redact_text(text))
 
 
-def configure(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
-    """Send pipeline logs, warnings and any uncaught error to stderr and ``log_file``."""
+def configure(
+    log_file: str | Path | None = None, level: int = logging.INFO, prefix: str = ""
+) -> None:
+    """Send pipeline logs, warnings and any uncaught error to stderr and ``log_file``;
+    ``prefix`` starts every line (a DDP process's rank)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(
         level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=prefix + "%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=handlers,
         force=True,
     )

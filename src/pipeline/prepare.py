@@ -25,6 +25,9 @@ from pipeline.variables import DataError, derive_variables
 
 SPLITS = ("train", "val", "test")
 SAMPLE_CHUNK = 256
+#: ... and at most this many bytes of ``x``: the unit lazy training reads and shuffles by
+#: (a ClimateNet map at full resolution is 57 MB: one per chunk).
+CHUNK_BYTES = 16 * 2**20
 
 
 def split_labels(time: xr.DataArray, splits: Mapping[str, Sequence[int]]) -> np.ndarray:
@@ -112,14 +115,35 @@ def prepare(
             "data_sha256": data_sha256(manifests),
         }
     )
-    chunks = {"sample": SAMPLE_CHUNK}
-    write_zarr(ds.chunk({d: c for d, c in chunks.items() if d in ds.dims}), out)
+    write_zarr(ds.chunk({"sample": sample_chunk(ds)} if "sample" in ds.dims else {}), out)
     return ds
 
 
+def is_per_sample_map(da: xr.DataArray) -> bool:
+    """A variable with a map (two or more dimensions) per sample: left in the store."""
+    return "sample" in da.dims and da.ndim >= 3
+
+
+def sample_chunk(ds: xr.Dataset) -> int:
+    """Samples per Zarr chunk: SAMPLE_CHUNK, fewer where ``x`` would pass CHUNK_BYTES."""
+    if "x" not in ds:
+        return SAMPLE_CHUNK
+    sample_bytes = ds["x"].nbytes // max(1, ds.sizes["sample"])
+    return int(np.clip(CHUNK_BYTES // max(1, sample_bytes), 1, SAMPLE_CHUNK))
+
+
 def open_prepared(path: str | Path) -> xr.Dataset:
-    """Open a prepared store, decoding the attrs prepare wrote as JSON."""
+    """Open a prepared store, decoding the attrs prepare wrote as JSON.
+
+    Everything but the per-sample maps (``x``, and map targets such as ``y_map`` or
+    segmentation labels) is loaded. The maps are nearly all of the store, and stay in it
+    until a split or batch of them is read (pipeline.samples), so a store larger than
+    memory can be trained on, evaluated and explained.
+    """
     ds = xr.open_zarr(path)
+    maps = [v for v in ds.data_vars if is_per_sample_map(ds[v])]
+    ds = ds.drop_vars(maps).load().merge(ds[maps])
+    ds.encoding["source"] = str(path)
     for key in ds.attrs["json_attrs"].split():
         ds.attrs[key] = json.loads(ds.attrs[key])
     return ds

@@ -21,7 +21,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from pipeline import plots
+from pipeline import distributed, plots
 from pipeline.importance import COLUMNS
 from pipeline.io import write_netcdf, write_text
 from pipeline.prepare import open_prepared
@@ -58,9 +58,13 @@ def train_job(
     tracking_uri: str,
     out_dir: str | Path,
 ) -> str:
-    """Train, save the run folder and log the MLflow run; return the run id."""
+    """Train, save the run folder and log the MLflow run; return the run id. Under DDP
+    (pipeline.distributed) every process trains, and only rank 0 writes and logs."""
     out_dir = Path(out_dir)
-    prepared = open_prepared(prepared_path).load()
+    prepared = open_prepared(prepared_path)
+    if not distributed.is_main():
+        train_model(prepared, variant, seed, out_dir, run_hash)
+        return ""
     tags = run_tags(experiment, variant_name, seed, run_hash, prepared.attrs["data_sha256"])
     tracker = RunLogger(
         tracking_uri, experiment_id(experiment_ids, experiment), job="train", state_dir=out_dir
@@ -160,7 +164,7 @@ def evaluate_job(
 ) -> pd.DataFrame:
     """Forecast the test split, score it beside the baselines (the task's), plot, log."""
     out_dir = Path(out_dir)
-    prepared = open_prepared(prepared_path).load()
+    prepared = open_prepared(prepared_path)
     task = prepared_task(prepared)
     model = load_model(prepared, variant, model_path)
     outputs = task.predict(model, prepared)
@@ -200,7 +204,7 @@ def importance_job(
     from pipeline.importance import permutation_importance
 
     out_dir = Path(out_dir)
-    prepared = open_prepared(prepared_path).load()
+    prepared = open_prepared(prepared_path)
     task = prepared_task(prepared)
     model = load_model(prepared, variant, model_path)
     x_test, groups = task.importance_inputs(prepared, settings)

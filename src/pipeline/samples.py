@@ -1,6 +1,10 @@
 """What training draws its batches from: samples as stored arrays, or windows cut on the fly.
 
-Map tasks store one input array per sample (``ArraySamples``). Series tasks store the
+Map tasks store one input array per sample in the prepared Zarr store (``StoreSamples``):
+training either loads a split into memory once (``ArraySamples``) or, when it does not
+fit, reads each piece of an epoch from the store as it goes, in DataLoader workers. Both
+know each sample's Zarr chunk, so the epoch order (pipeline.train.epoch_groups) is the
+same whichever is used. Series tasks store the
 series themselves and cut each sample's window when its batch is drawn (``Windows``),
 as neuralhydrology does: (samples x history) arrays are never materialised, so memory
 grows with the length of the record, not with the number of windows. Both give a batch
@@ -10,16 +14,23 @@ device-resident path and the DataLoader path see the same batches in the same or
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import xarray as xr
+import zarr
 
 
 class Samples(Protocol):
-    """A split's samples: ``len``, ``to(device)``, ``nbytes`` and ``batch(indices)``."""
+    """A split's samples: ``len``, ``to(device)``, ``nbytes``, ``batch(indices)``, each
+    sample's storage ``chunk`` (None: no chunks, any order is as cheap) and ``load()``
+    (the samples in memory: themselves, unless they are read from a store)."""
+
+    chunk: np.ndarray | None
 
     def __len__(self) -> int: ...
 
@@ -29,6 +40,8 @@ class Samples(Protocol):
     def nbytes(self) -> int: ...
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def load(self) -> Samples: ...
 
 
 class _TensorFields:
@@ -42,6 +55,9 @@ class _TensorFields:
     def to(self, device: torch.device):
         return replace(self, **{k: v.to(device) for k, v in self._tensors().items()})
 
+    def load(self):
+        return self
+
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._tensors().values())
@@ -49,10 +65,11 @@ class _TensorFields:
 
 @dataclass
 class ArraySamples(_TensorFields):
-    """Inputs and targets stored per sample, as map tasks' prepared stores hold them."""
+    """Inputs and targets per sample, in memory."""
 
     x: torch.Tensor
     y: torch.Tensor
+    chunk: np.ndarray | None = None  # each sample's chunk in the store it was read from
 
     def __len__(self) -> int:
         return len(self.x)
@@ -61,17 +78,78 @@ class ArraySamples(_TensorFields):
         return self.x[idx], self.y[idx]
 
 
-def array_samples(ds: xr.Dataset, split: str, target: str) -> ArraySamples:
-    """Inputs (float32) and targets of one split of a store with an ``x`` per sample;
-    targets keep their kind: float32 values, or int64 class labels for losses that
-    take them."""
-    index = np.flatnonzero(ds["split"].values == split)
-    if len(index) == 0:
-        raise ValueError(f"the prepared data has no '{split}' samples")
-    x = torch.as_tensor(ds["x"].values[index], dtype=torch.float32)
-    values = ds[target].values[index]
+def _as_tensor(values: np.ndarray) -> torch.Tensor:
+    """float32 inputs and values; int64 class labels, for the losses that take them."""
     dtype = torch.int64 if np.issubdtype(values.dtype, np.integer) else torch.float32
-    return ArraySamples(x, torch.as_tensor(values, dtype=dtype))
+    return torch.as_tensor(values, dtype=dtype)
+
+
+class StoreSamples:
+    """One split's ``x`` and target, read from the prepared Zarr store when a batch is drawn.
+
+    ``batch`` reads the rows it is given with one orthogonal selection, so each Zarr chunk
+    it touches is decompressed once; pipeline.train hands it whole groups of chunks, so an
+    epoch decompresses each chunk once. The store is opened in the process that reads it
+    (each DataLoader worker opens its own), never pickled.
+    """
+
+    def __init__(self, path: str | Path, rows: np.ndarray, target: str):
+        self.path, self.rows, self.target = str(path), rows, target
+        self._arrays: tuple[Any, Any] | None = None
+        x, y = self.arrays()
+        self.chunk = rows // x.chunks[0]
+        label_bytes = 8 if np.issubdtype(y.dtype, np.integer) else 4  # as _as_tensor gives them
+        self.sample_bytes = int(np.prod(x.shape[1:])) * 4 + int(np.prod(y.shape[1:])) * label_bytes
+
+    def arrays(self) -> tuple[Any, Any]:
+        if self._arrays is None:
+            group = zarr.open_group(self.path, mode="r")
+            self._arrays = (group["x"], group[self.target])
+        return self._arrays
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_arrays": None}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to(self, device: torch.device) -> StoreSamples:
+        return self  # batches move to the device as they are drawn
+
+    @property
+    def nbytes(self) -> int:
+        """What the split takes in memory once loaded."""
+        return len(self) * self.sample_bytes
+
+    def read(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The rows ``idx`` as stored, and where each asked row is among them:
+        ``x[take]`` is the batch (``take`` None: already in the order asked). Reading in
+        stored order is one orthogonal selection; putting the rows in order is left to
+        whoever slices batches from them, so a group is never copied whole to reorder it."""
+        rows = self.rows[np.asarray(idx)]
+        take = None
+        if not np.all(rows[1:] > rows[:-1]):
+            order = np.argsort(rows)
+            rows, take = rows[order], torch.as_tensor(np.argsort(order))
+        x, y = (_as_tensor(a.get_orthogonal_selection((rows,))) for a in self.arrays())
+        return x, y, take
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y, take = self.read(idx)
+        return (x, y) if take is None else (x[take], y[take])
+
+    def load(self) -> ArraySamples:
+        x, y = self.batch(torch.arange(len(self)))
+        return ArraySamples(x, y, self.chunk)
+
+
+def array_samples(ds: xr.Dataset, split: str, target: str) -> StoreSamples:
+    """The samples of one split of a prepared store with an ``x`` per sample (as
+    pipeline.prepare.open_prepared opens it: it knows its path)."""
+    rows = np.flatnonzero(ds["split"].values == split)
+    if len(rows) == 0:
+        raise ValueError(f"the prepared data has no '{split}' samples")
+    return StoreSamples(ds.encoding["source"], rows, target)
 
 
 @dataclass
@@ -93,6 +171,7 @@ class Windows(_TensorFields):
     leads: torch.Tensor  # (lead,) int64
     history: int
     per_entity: torch.Tensor | None = None  # (entity, k)
+    chunk = None  # held in memory whole: any order is as cheap
 
     def __len__(self) -> int:
         return len(self.entity)
@@ -107,3 +186,16 @@ class Windows(_TensorFields):
         if self.per_entity is not None:
             y = torch.cat([y, self.per_entity[e]], dim=-1)
         return x, y
+
+
+def split_inputs(prepared: xr.Dataset, split: str = "test") -> np.ndarray:
+    """The inputs ``x`` of one split, read from the store (and only that split)."""
+    return prepared["x"].isel(sample=np.flatnonzero(prepared["split"].values == split)).values
+
+
+def input_batches(prepared: xr.Dataset, size: int, split: str = "test") -> Iterator[torch.Tensor]:
+    """The inputs of one split, ``size`` samples at a time, each read from the store
+    when it is reached: predicting never holds more than one batch of inputs."""
+    x = prepared["x"].isel(sample=np.flatnonzero(prepared["split"].values == split))
+    for start in range(0, x.sizes["sample"], size):
+        yield torch.as_tensor(x[start : start + size].values)

@@ -188,7 +188,7 @@ def summarize_job(
 
     out_dir = Path(out_dir)
     run_dirs = [Path(p) for p in run_dirs]
-    prepared = open_prepared(prepared_path).load()
+    prepared = open_prepared(prepared_path)
     task = prepared_task(prepared)
     runs = collect_scores(run_dirs)
     ensembles = ensemble_scores(task, prepared, run_dirs, task.baselines(prepared))

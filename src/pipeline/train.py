@@ -28,8 +28,10 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
+from pipeline import distributed
 from pipeline.io import atomic_path, write_text
-from pipeline.samples import Samples
+from pipeline.memory import available_memory
+from pipeline.samples import Samples, StoreSamples
 from pipeline.tasks import prepared_task
 from pipeline.tasks.base import Loss
 from pipeline.tracking import RunLogger
@@ -76,6 +78,61 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)
 
 
+def chunks_per_group(samples: Samples, buffer_bytes: int) -> int:
+    """How many storage chunks one group of an epoch holds: as many as fill the
+    shuffle buffer (at least one)."""
+    if samples.chunk is None or len(samples) == 0:
+        return 1
+    chunk_bytes = np.bincount(samples.chunk).max() * samples.nbytes / len(samples)
+    return max(1, int(buffer_bytes // chunk_bytes))
+
+
+def epoch_groups(samples: Samples, per_group: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    """The order of one epoch as groups of samples read together; a function of (seed,
+    epoch) and the storage chunks only, so memory or store, resumed or not, and any
+    number of workers see the same batches.
+
+    When all chunks fit one group (or the samples are not chunked) it is a full
+    permutation. Otherwise it is a shuffle buffer: the chunks are permuted and dealt into
+    groups of ``per_group``, and each group's samples permuted, so an epoch reads every
+    chunk once and holds one group at a time.
+    """
+    if samples.chunk is None or len(np.unique(samples.chunk)) <= per_group:
+        return [epoch_order(len(samples), seed, epoch)]
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    ids = np.unique(samples.chunk)
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[torch.randperm(len(ids), generator=generator).numpy()] = np.arange(len(ids))
+    group = rank[np.searchsorted(ids, samples.chunk)] // per_group
+    members = np.split(np.argsort(group, kind="stable"), np.cumsum(np.bincount(group))[:-1])
+    return [torch.as_tensor(m)[torch.randperm(len(m), generator=generator)] for m in members]
+
+
+def in_order_groups(samples: Samples, per_group: int) -> list[torch.Tensor]:
+    """Every sample once in stored order (validation), cut where groups of chunks end."""
+    order = torch.arange(len(samples))
+    if samples.chunk is None:
+        return [order]
+    _, first = np.unique(samples.chunk, return_index=True)
+    return list(torch.tensor_split(order, torch.as_tensor(np.sort(first)[per_group::per_group])))
+
+
+def shard(groups: list[torch.Tensor], batch_size: int, rank: int, world: int) -> list[torch.Tensor]:
+    """Rank ``rank``'s part of every global batch of ``batch_size`` in ``groups``: a
+    contiguous slice of each (sizes differ by at most one), group structure kept, so
+    batching the result by ``batch_size // world`` gives this rank's shards in step with
+    the others. A last batch smaller than ``world`` is dropped: every rank must step."""
+    if world == 1:
+        return groups
+    flat_len = sum(len(g) for g in groups)
+    position = torch.arange(flat_len)
+    full = flat_len - flat_len % batch_size
+    size = torch.where(position < full, batch_size, flat_len - full)
+    owner = (position % batch_size) * world // size
+    keep = (owner == rank) & (size >= world)
+    return [g[k] for g, k in zip(groups, keep.split([len(g) for g in groups]), strict=True)]
+
+
 # ------------------------------------------------------------------------------ data
 
 
@@ -86,9 +143,14 @@ def fits_on_device(nbytes: int, device: torch.device, fraction: float = 0.5) -> 
     return nbytes < fraction * free
 
 
-class _BatchesOf(torch.utils.data.Dataset):
-    """A DataLoader source whose item is a whole batch: ``samples.batch(indices)``, the
-    same gather the device-resident path does."""
+#: A piece of an epoch: samples, targets, and which of them in which order (None: all,
+#: as they are). Store reads come back in stored order with ``take``; see StoreSamples.read.
+Piece = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+class _Pieces(torch.utils.data.Dataset):
+    """A DataLoader source whose item is a piece of an epoch: a whole group of chunks read
+    from the store, or a batch gathered from memory as the device-resident path does."""
 
     def __init__(self, samples: Samples):
         self.samples = samples
@@ -96,12 +158,68 @@ class _BatchesOf(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.samples.batch(torch.as_tensor(idx))
+    def __getitem__(self, idx: torch.Tensor) -> Piece:
+        if isinstance(self.samples, StoreSamples):
+            return self.samples.read(idx)
+        return (*self.samples.batch(idx), None)
+
+
+def _one_thread(worker_id: int) -> None:
+    """A DataLoader worker decompresses on one thread (Blosc and Zarr would take every
+    core): the training process needs the others, and one core keeps up with it."""
+    import numcodecs.blosc
+    import zarr
+
+    numcodecs.blosc.set_nthreads(1)
+    zarr.config.set({"threading.max_workers": 1})
+
+
+def _piece_len(piece: Piece) -> int:
+    return len(piece[0]) if piece[2] is None else len(piece[2])
+
+
+def _part(piece: Piece, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples ``start:end`` of a piece, in the piece's order."""
+    x, y, take = piece
+    return (
+        (x[start:end], y[start:end]) if take is None else (x[take[start:end]], y[take[start:end]])
+    )
+
+
+def rebatch(
+    pieces: Iterator[Piece], batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Consecutive batches of ``batch_size`` from pieces of any length (the last one
+    shorter): what the pieces' concatenation would give, gathering only batch by batch."""
+    carry: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for piece in pieces:
+        n, start = _piece_len(piece), 0
+        if carry:  # the batch straddling pieces
+            need = batch_size - sum(len(c[0]) for c in carry)
+            start = min(n, need)
+            carry.append(_part(piece, 0, start))
+            if start < need:
+                continue
+            yield torch.cat([c[0] for c in carry]), torch.cat([c[1] for c in carry])
+            carry = []
+        end = start + (n - start) // batch_size * batch_size
+        for a in range(start, end, batch_size):
+            yield _part(piece, a, a + batch_size)
+        if end < n:
+            carry = [_part(piece, end, n)]
+    if carry:
+        yield torch.cat([c[0] for c in carry]), torch.cat([c[1] for c in carry])
 
 
 class Batches:
-    """Yields (x, y) batches of a split, on the device, in the (seed, epoch) order."""
+    """Yields (x, y) batches of a split, on the device, in the order of ``epoch_groups``.
+
+    Three paths, one sequence of batches: samples resident on the device are gathered
+    there; samples in host memory stream batch by batch through a DataLoader; samples
+    in a store are read a whole group of chunks at a time by DataLoader workers (each
+    chunk decompressed once an epoch) and cut into batches as they arrive. Under DDP
+    each process yields its shard of every batch (``shard``).
+    """
 
     def __init__(
         self,
@@ -110,30 +228,58 @@ class Batches:
         device: torch.device,
         resident: bool,
         num_workers: int = 0,
+        buffer_bytes: int = 256 * 2**20,
     ):
         self.batch_size, self.device, self.resident = batch_size, device, resident
         self.num_workers = num_workers
         self.data = data.to(device) if resident else data
+        self.per_group = chunks_per_group(data, buffer_bytes)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.local_batch = batch_size // self.world
 
     def __len__(self) -> int:
         return -(-len(self.data) // self.batch_size)
 
-    def __call__(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def share(self, step: int, local: int) -> float:
+        """world x this rank's fraction of global batch ``step``: 1 but for an uneven last
+        batch, where it makes DDP's mean of the ranks' gradients the whole batch's."""
+        size = min(self.batch_size, len(self.data) - step * self.batch_size)
+        return local * self.world / size
+
+    def shuffled(self, seed: int, epoch: int) -> list[torch.Tensor]:
+        """The order of training epoch ``epoch``, as groups (pass them to ``self``)."""
+        return epoch_groups(self.data, self.per_group, seed, epoch)
+
+    def sequential(self) -> list[torch.Tensor]:
+        """Every sample once in stored order, as groups (pass them to ``self``)."""
+        return in_order_groups(self.data, self.per_group)
+
+    def __call__(self, groups: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        groups = shard(groups, self.batch_size, self.rank, self.world)
         if self.resident:
-            order = order.to(self.device)
-            for start in range(0, len(order), self.batch_size):
-                yield self.data.batch(order[start : start + self.batch_size])
+            order = torch.cat(groups).to(self.device)
+            for start in range(0, len(order), self.local_batch):
+                yield self.data.batch(order[start : start + self.local_batch])
             return
+        whole_groups = isinstance(self.data, StoreSamples)
+        pieces = [
+            piece
+            for group in groups
+            for piece in ([group] if whole_groups else group.split(self.local_batch))
+        ]
         loader = torch.utils.data.DataLoader(
-            _BatchesOf(self.data),
-            batch_size=None,  # each item is a batch already
-            sampler=torch.utils.data.BatchSampler(order.tolist(), self.batch_size, False),
+            _Pieces(self.data),
+            batch_size=None,  # each item is a piece already
+            sampler=pieces,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
+            # one group in flight per worker: memory stays at (workers + 1) groups
+            prefetch_factor=1 if whole_groups and self.num_workers else None,
+            worker_init_fn=_one_thread,
             # its own generator, so the loader never draws from the global RNG (dropout's)
             generator=torch.Generator().manual_seed(0),
         )
-        for xb, yb in loader:
+        for xb, yb in rebatch(iter(loader), self.local_batch):
             yield (xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True))
 
 
@@ -164,40 +310,46 @@ def evaluate_loss(
         torch.no_grad(),
         torch.autocast(batches.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None),
     ):
-        for xb, yb in batches(torch.arange(len(batches.data))):
+        for xb, yb in batches(batches.sequential()):
             total += float(loss_fn(model(xb), yb)) * len(xb)
             count += len(xb)
+    total, count = distributed.all_sum(total, count)  # every rank: the same value
     return total / count
 
 
 def train_epoch(
     model: nn.Module,
     batches: Batches,
-    order: torch.Tensor,
+    order: list[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     loss_fn: Loss,
     amp: torch.dtype | None,
     grad_clip: float,
     desc: str,
 ) -> float:
-    """One pass over the training batches in ``order``; the mean training loss."""
+    """One pass over the training batches in ``order`` (groups of samples, as
+    ``Batches.shuffled`` gives them); the mean training loss."""
     model.train()
     total, count = 0.0, 0
     bar = tqdm(
         batches(order), total=len(batches), desc=desc, leave=False, mininterval=1.0, disable=None
     )
-    for xb, yb in bar:
+    for step, (xb, yb) in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(
             batches.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None
         ):
             loss = loss_fn(model(xb), yb)
-        loss.backward()
+        if batches.world > 1:  # DDP averages over ranks; weigh by this rank's share
+            (loss * batches.share(step, len(xb))).backward()
+        else:
+            loss.backward()
         if grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         total += float(loss.detach()) * len(xb)
         count += len(xb)
+    total, count = distributed.all_sum(total, count)
     return total / count
 
 
@@ -236,7 +388,7 @@ class TrainResult:
     epoch_seconds: list[float]
 
 
-def _save_checkpoint(
+def _save_checkpoint(  # every rank calls it; rank 0 writes
     path: Path,
     run_hash: str,
     state: TrainState,
@@ -244,12 +396,15 @@ def _save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
 ) -> None:
+    rng_states = distributed.gather(torch.get_rng_state())  # each rank's dropout stream
+    if not distributed.is_main():
+        return
     payload = {
         "run_hash": run_hash,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "torch_rng": torch.get_rng_state(),
+        "torch_rng": rng_states,
         **{f.name: getattr(state, f.name) for f in fields(state)},
     }
     with atomic_path(path) as tmp:
@@ -291,9 +446,21 @@ def _resume(
     optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(ckpt["scheduler"])
-    torch.set_rng_state(ckpt["torch_rng"])
+    torch.set_rng_state(ckpt["torch_rng"][distributed.rank()])
     log.info("resuming from the checkpoint of epoch %d", ckpt["epoch"])
     return TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
+
+
+def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` wrapped for DDP when this is one of several processes, else itself. On
+    CUDA, batch norm is synchronised across the processes, so statistics are those of
+    the global batch; gloo (CPU) has no SyncBatchNorm, so there they are per process."""
+    if distributed.world_size() == 1:
+        return model
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return nn.parallel.DistributedDataParallel(model, device_ids=[torch.cuda.current_device()])
+    return nn.parallel.DistributedDataParallel(model)
 
 
 def fit(
@@ -314,6 +481,7 @@ def fit(
     amp = resolve_amp(training["amp"], train_batches.device)
     state = _resume(checkpoint_path, run_hash, model, optimizer, scheduler, train_batches.device)
     resumed_from = state.epoch
+    net = data_parallel(model, train_batches.device)
     samples, train_seconds = 0, 0.0
     for epoch in range(state.epoch + 1, training["epochs"] + 1):
         if state.bad_epochs >= training["patience"]:
@@ -321,9 +489,9 @@ def fit(
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss = train_epoch(
-            model,
+            net,
             train_batches,
-            epoch_order(len(train_batches.data), seed, epoch),
+            train_batches.shuffled(seed, epoch),
             optimizer,
             loss_fn,
             amp,
@@ -368,6 +536,16 @@ def fit(
     )
 
 
+def load_samples(splits: list[Samples], policy: str, fraction: float = 0.5) -> list[Samples]:
+    """The splits in memory (``memory``), left in their store (``lazy``), or, for
+    ``auto``, in memory when together they take less than ``fraction`` of the memory this
+    job may still take (pipeline.memory: a cgroup limit counts)."""
+    nbytes = sum(s.nbytes for s in splits)
+    if policy == "lazy" or (policy == "auto" and nbytes > fraction * available_memory()):
+        return splits
+    return [s.load() for s in splits]
+
+
 def train_model(
     prepared: xr.Dataset,
     variant: Mapping[str, Any],
@@ -386,24 +564,33 @@ def train_model(
     task = prepared_task(prepared)
 
     model = task.model(variant["model"], prepared).to(device)
+    if distributed.world_size() > 1:  # the same initial weights, a dropout stream per rank
+        torch.manual_seed(seed * 100_003 + distributed.rank())
     target = task.target(variant["model"])
-    train_data, val_data = (
-        task.samples(prepared, "train", target),
-        task.samples(prepared, "val", target),
+    train_data, val_data = load_samples(
+        [task.samples(prepared, split, target) for split in ("train", "val")], training["data"]
     )
     nbytes = train_data.nbytes + val_data.nbytes
     policy = training["gpu_resident"]
     resident = policy == "always" or (policy == "auto" and fits_on_device(nbytes, device))
+    resident = resident and not isinstance(train_data, StoreSamples)
     workers = training["num_workers"] if not resident else 0
-    train_batches = Batches(train_data, training["batch_size"], device, resident, workers)
-    val_batches = Batches(val_data, training["batch_size"], device, resident, workers)
+    buffer = int(training["shuffle_buffer_mb"] * 2**20)
+    train_batches, val_batches = (
+        Batches(data, training["batch_size"], device, resident, workers, buffer)
+        for data in (train_data, val_data)
+    )
     log.info(
-        "training %s seed %d on %s (amp=%s, %s path, %d train / %d val samples)",
+        "training %s seed %d on %s (amp=%s, %s, %d train / %d val samples)",
         variant["base"],
         seed,
         device,
         resolve_amp(training["amp"], device),
-        "device-resident" if resident else "DataLoader",
+        "device-resident"
+        if resident
+        else "read from the store as it goes"
+        if isinstance(train_data, StoreSamples)
+        else "DataLoader from memory",
         len(train_data),
         len(val_data),
     )

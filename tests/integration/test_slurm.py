@@ -26,6 +26,8 @@ def test_test_config_runs_as_slurm_jobs(tmp_path: Path) -> None:
         # the test config with two of its models: every rule, several train jobs at once
         enso = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["experiments"]["enso"]
         enso["models"] = {m: enso["models"][m] for m in ("cnn", "lstm")}
+        # the LSTM also as a DDP job: 2 SLURM tasks, started by the job's own srun
+        enso["sweep"] = {"lstm": {"strategy": ["single", "ddp"]}}
         result = snakemake(
             workdir,
             "--profile",
@@ -78,6 +80,12 @@ def test_test_config_runs_as_slurm_jobs(tmp_path: Path) -> None:
     for name in ("model.pt", "metrics.csv", "importance.csv"):
         assert len(list(runs.glob(f"*/seed*/{name}"))) == counts["train"], name
     assert (workdir / RESULTS / "enso" / "summary" / "summary.csv").exists()
+    ddp_logs = list((workdir / RESULTS / "logs" / "train" / "enso").glob("lstm-strategyddp-*"))
+    assert ddp_logs
+    for log in ddp_logs:
+        text = log.read_text()
+        assert "launching 2 DDP processes: srun --ntasks=2" in text
+        assert "rank 0 " in text and "epoch 2/2" in text
     client = MlflowClient(f"sqlite:///{workdir}/{RESULTS}/mlflow.db")
     experiment = client.get_experiment_by_name("enso")
     roles = [

@@ -12,32 +12,53 @@ from pipeline.gpu_slots import gpu_count, gpu_slot
 JOB = """
 import json, os, sys, time
 from pipeline.gpu_slots import gpu_slot
-with gpu_slot(sys.argv[1], poll_seconds=0.05) as index:
+with gpu_slot(sys.argv[1], poll_seconds=0.05, count=int(sys.argv[2])) as gpus:
     start = time.time()
     time.sleep(0.6)
-    print(json.dumps({"gpu": index, "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    print(json.dumps({"gpus": gpus, "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
                       "start": start, "end": time.time()}))
 """
+
+
+def _jobs(lock_dir: Path, counts: list[int]) -> list[dict]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", JOB, str(lock_dir), str(n)], stdout=subprocess.PIPE, text=True
+        )
+        for n in counts
+    ]
+    return [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+
+
+def _never_share(jobs: list[dict]) -> None:
+    """Two jobs holding a common GPU never overlap in time."""
+    for a in jobs:
+        for b in jobs:
+            if a is not b and set(a["gpus"]) & set(b["gpus"]):
+                assert a["end"] <= b["start"] or b["end"] <= a["start"]
 
 
 def test_concurrent_jobs_get_distinct_gpus(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PIPELINE_GPU_COUNT", "2")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", JOB, str(tmp_path / "locks")], stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(5)
-    ]
-    jobs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
-    assert {j["gpu"] for j in jobs} == {0, 1}
-    assert all(j["visible"] == str(j["gpu"]) for j in jobs)
-    for a in jobs:  # two jobs on the same GPU never overlap in time
-        for b in jobs:
-            if a is not b and a["gpu"] == b["gpu"]:
-                assert a["end"] <= b["start"] or b["end"] <= a["start"]
+    jobs = _jobs(tmp_path / "locks", [1] * 5)
+    assert {g for j in jobs for g in j["gpus"]} == {0, 1}
+    assert all(j["visible"] == str(j["gpus"][0]) for j in jobs)
+    _never_share(jobs)
     # at most 2 run at once: 5 jobs of 0.6 s need at least 3 rounds
     assert max(j["end"] for j in jobs) - min(j["start"] for j in jobs) >= 3 * 0.6 - 0.05
+
+
+def test_a_ddp_job_holds_one_gpu_per_process(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PIPELINE_GPU_COUNT", "3")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    jobs = _jobs(tmp_path / "locks", [2, 2, 1])
+    for job, count in zip(jobs, [2, 2, 1], strict=True):
+        assert len(job["gpus"]) == count
+        assert job["visible"] == ",".join(map(str, job["gpus"]))
+    _never_share(jobs)
+    a, b = jobs[0], jobs[1]  # two 2-GPU jobs on 3 GPUs take turns
+    assert a["end"] <= b["start"] or b["end"] <= a["start"]
 
 
 def test_no_gpu_or_scheduler_choice_leaves_things_alone(tmp_path: Path, monkeypatch) -> None:

@@ -44,6 +44,10 @@ TRAINING = {
     "deterministic": True,
     "gpu_resident": "auto",
     "num_workers": 0,
+    "data": "auto",
+    "shuffle_buffer_mb": 256,
+    "strategy": "single",
+    "processes": 2,
 }
 
 

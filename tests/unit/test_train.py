@@ -13,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import xarray as xr
 
+from pipeline.io import write_zarr
 from pipeline.prepare import open_prepared
 from pipeline.samples import array_samples
 from pipeline.train import (
@@ -40,6 +42,10 @@ TRAINING = {
     "deterministic": True,
     "gpu_resident": "auto",
     "num_workers": 0,
+    "data": "auto",
+    "shuffle_buffer_mb": 256,
+    "strategy": "single",
+    "processes": 2,
 }
 
 
@@ -53,7 +59,7 @@ def variant(arch: str = "cnn", **training: object) -> dict:
 
 
 def run(prepared_path: Path, out: Path, spec: dict, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    result = train_model(open_prepared(prepared_path).load(), spec, seed, out, run_hash="h")
+    result = train_model(open_prepared(prepared_path), spec, seed, out, run_hash="h")
     save_outputs(result, out / "model.pt", out / "history.csv")
     return pd.read_csv(out / "history.csv"), torch.load(out / "model.pt", weights_only=True)
 
@@ -116,12 +122,13 @@ def test_early_stopping_restores_best_weights(tiny_prepared: Path, tmp_path: Pat
 RESUME_SCRIPT = """
 import sys, json, torch
 from pathlib import Path
+from pipeline.io import write_zarr
 from pipeline.prepare import open_prepared
 from pipeline.samples import array_samples
 from pipeline.train import train_model, save_outputs
 torch.set_num_threads(1)
 prepared, out, spec = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
-result = train_model(open_prepared(prepared).load(), spec, 0, out, run_hash="h")
+result = train_model(open_prepared(prepared), spec, 0, out, run_hash="h")
 save_outputs(result, out / "model.pt", out / "history.csv")
 print("resumed_from", result.resumed_from)
 """
@@ -136,13 +143,52 @@ def _train_process(prepared: Path, out: Path, spec: dict) -> subprocess.Popen:
     )
 
 
-def test_killed_then_resumed_run_matches_uninterrupted(tiny_prepared: Path, tmp_path: Path) -> None:
-    spec = variant("cnn", epochs=25, patience=25)
+@pytest.fixture(scope="module")
+def small_chunks(tiny_prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny prepared store rewritten with 8 samples a chunk: many chunks, as a large
+    store has."""
+    ds = xr.open_zarr(tiny_prepared)
+    for var in ds.variables.values():
+        var.encoding.pop("chunks", None)
+        var.encoding.pop("preferred_chunks", None)
+    path = tmp_path_factory.mktemp("rechunked") / "prepared.zarr"
+    write_zarr(ds.chunk({"sample": 8}), path)
+    return path
+
+
+def few_chunks_buffer(prepared: Path) -> float:
+    """A shuffle buffer (MB) of three chunks of ``prepared``: an epoch in several groups."""
+    ds = open_prepared(prepared)
+    return 3 * 8 * ds["x"][0].nbytes / 2**20
+
+
+@pytest.mark.parametrize("data", ["memory", "lazy"])
+def test_memory_and_lazy_training_are_bit_identical(
+    small_chunks: Path, tmp_path: Path, data: str
+) -> None:
+    """The data path never changes a result: the store path (workers reading groups of
+    chunks) and the memory paths train the same weights, in several shuffle groups."""
+    buffer = few_chunks_buffer(small_chunks)
+    base = variant(shuffle_buffer_mb=buffer, data="memory", gpu_resident="always")
+    run(small_chunks, tmp_path / "a", base)
+    spec = variant(shuffle_buffer_mb=buffer, data=data, gpu_resident="never", num_workers=2)
+    run(small_chunks, tmp_path / "b", spec)
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+
+
+@pytest.mark.parametrize("data", ["memory", "lazy"])
+def test_killed_then_resumed_run_matches_uninterrupted(
+    tiny_prepared: Path, small_chunks: Path, tmp_path: Path, data: str
+) -> None:
+    prepared = tiny_prepared if data == "memory" else small_chunks
+    spec = variant("cnn", epochs=25, patience=25, data=data)
+    if data == "lazy":  # several shuffle groups, read by a worker
+        spec["training"].update(shuffle_buffer_mb=few_chunks_buffer(prepared), num_workers=1)
     spec["model"]["filters"] = [16, 16]
-    full = _train_process(tiny_prepared, tmp_path / "full", spec)
+    full = _train_process(prepared, tmp_path / "full", spec)
     assert full.wait(timeout=300) == 0, full.stderr.read()
 
-    proc = _train_process(tiny_prepared, tmp_path / "killed", spec)
+    proc = _train_process(prepared, tmp_path / "killed", spec)
     checkpoint = tmp_path / "killed" / CHECKPOINT
     deadline = time.time() + 120
     while not checkpoint.exists() and time.time() < deadline:
@@ -153,7 +199,7 @@ def test_killed_then_resumed_run_matches_uninterrupted(tiny_prepared: Path, tmp_
     epoch_at_kill = torch.load(checkpoint, weights_only=True)["epoch"]
     assert epoch_at_kill < 25
 
-    resumed = _train_process(tiny_prepared, tmp_path / "killed", spec)
+    resumed = _train_process(prepared, tmp_path / "killed", spec)
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     assert f"resumed_from {epoch_at_kill}" in stdout
@@ -177,7 +223,7 @@ def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
 def test_map_networks_train_on_the_maps(tiny_prepared: Path, tmp_path: Path) -> None:
     """The U-Net's loss is over the anomaly maps (the task's target), land (NaN) excluded."""
     prepared = open_prepared(tiny_prepared).load()
-    maps = array_samples(prepared, "train", "y_map")
+    maps = array_samples(prepared, "train", "y_map").load()
     assert maps.y.shape[1:] == prepared["y_map"].shape[1:] and maps.y.isnan().any()
     history, _ = run(tiny_prepared, tmp_path, variant("unet", epochs=1))
     assert history[["train_loss", "val_loss"]].notna().all(axis=None)

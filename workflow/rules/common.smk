@@ -69,11 +69,24 @@ def all_targets():
     return [f"{RESULTS}/{e}/summary/summary.csv" for e in EXPERIMENTS]
 
 
+def train_processes(experiment, variant):
+    """The processes a train job runs: training.processes under DDP, else 1."""
+    training = CFG["experiments"][experiment]["variants"][variant]["training"]
+    return training["processes"] if training["strategy"] == "ddp" else 1
+
+
 def train_gpus(experiment, variant):
-    """1 when a train job will use a GPU, so `--resources gpu=N` caps them at N at once."""
+    """The GPUs a train job takes (one per process), so `--resources gpu=N` caps them."""
     device = CFG["experiments"][experiment]["variants"][variant]["training"]["device"]
     has_gpu = shutil.which("nvidia-smi") is not None
-    return int(device == "cuda" or (device == "auto" and has_gpu))
+    uses_gpu = device == "cuda" or (device == "auto" and has_gpu)
+    return train_processes(experiment, variant) if uses_gpu else 0
+
+
+def train_mpi(experiment, variant):
+    """'srun' for a DDP job: the SLURM executor then runs the job in the batch script,
+    whose srun starts its processes (pipeline.distributed); unset for one process."""
+    return "srun" if train_processes(experiment, variant) > 1 else None
 
 
 def finished_message():

@@ -36,6 +36,9 @@ rule train:
     resources:
         mem_mb=4000,
         gpu=lambda w: train_gpus(w.experiment, w.model),
+        tasks=lambda w: train_processes(w.experiment, w.model),
+        tasks_per_gpu=1,
+        mpi=lambda w: train_mpi(w.experiment, w.model),
     params:
         variant=lambda w: CFG["experiments"][w.experiment]["variants"][w.model],
         run_hash=lambda w: run_hash(CFG, w.experiment, w.model, int(w.seed)),

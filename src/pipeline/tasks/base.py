@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from pipeline.samples import Samples, array_samples
+from pipeline.samples import Samples, array_samples, split_inputs
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -153,7 +153,7 @@ class Task(ABC):
         per (channel, lag) with ``groups: variable_lag``."""
         from pipeline.importance import channel_groups, variable_lag_groups
 
-        x = prepared["x"].values[split_indices(prepared)]
+        x = split_inputs(prepared)
         names = [str(c) for c in prepared["channel"].values]
         if settings["groups"] == "variable_lag":
             return x, variable_lag_groups(names, list(prepared["history"].values), x.shape[1:])

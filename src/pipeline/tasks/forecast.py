@@ -31,8 +31,9 @@ from pipeline.models.layers import IndexReadout
 from pipeline.models.registry import build_model, data_shapes
 from pipeline.models.specs import MAP_ARCHS
 from pipeline.prepare import normalisation_stats, split_labels
+from pipeline.samples import input_batches
 from pipeline.scores import ALL, score_rows, scores_table
-from pipeline.tasks.base import ImportanceTarget, Loss, Task, split_indices
+from pipeline.tasks.base import ImportanceTarget, Loss, Task
 from pipeline.variables import DataError
 
 EVENT_THRESHOLD = 0.5  # degC, NOAA's ONI convention
@@ -344,11 +345,10 @@ class ForecastTask(Task):
 
     def predict(self, model: torch.nn.Module, prepared: xr.Dataset) -> dict[str, np.ndarray]:
         """Index forecasts (samples, leads), and the maps too for map-predicting networks."""
-        x = prepared["x"].values[split_indices(prepared)]
         index, maps = [], []
         with torch.no_grad():
-            for start in range(0, len(x), 256):
-                out = model(torch.as_tensor(x[start : start + 256]))
+            for x in input_batches(prepared, 256):
+                out = model(x)
                 if isinstance(model, MapForecaster):
                     maps.append(out.numpy())
                     index.append(model.readout(out).numpy())

@@ -40,6 +40,7 @@ from pipeline.losses import (
 )
 from pipeline.models.registry import build_model, data_shapes
 from pipeline.prepare import normalisation_stats, split_labels
+from pipeline.samples import input_batches
 from pipeline.scores import ALL, score_rows, scores_table
 from pipeline.tasks import segmentation_plots as figures
 from pipeline.tasks.base import ImportanceTarget, Loss, Task, split_indices
@@ -127,7 +128,7 @@ def build_samples(fields: xr.Dataset, exp: Mapping[str, Any]) -> xr.Dataset:
 def channel_maps(prepared: xr.Dataset, index: np.ndarray) -> dict[str, np.ndarray]:
     """Each input channel of the samples ``index``, (N, lat, lon), back in its units."""
     stats = prepared.attrs["stats"]
-    x = prepared["x"].values[index, 0]
+    x = prepared["x"][index, 0].values
     return {
         str(c): x[:, i] * stats[str(c)]["std"] + stats[str(c)]["mean"]
         for i, c in enumerate(prepared["channel"].values)
@@ -189,11 +190,10 @@ class SegmentationTask(Task):
 
     def predict(self, model: torch.nn.Module, prepared: xr.Dataset) -> dict[str, np.ndarray]:
         """Softmax class probabilities (samples, classes, lat, lon)."""
-        x = prepared["x"].values[split_indices(prepared)]
         with torch.no_grad():
             probs = [
-                torch.softmax(model(torch.as_tensor(x[i : i + BATCH])).float(), dim=1).numpy()
-                for i in range(0, len(x), BATCH)
+                torch.softmax(model(x).float(), dim=1).numpy()
+                for x in input_batches(prepared, BATCH)
             ]
         return {"forecast": np.concatenate(probs)}
 

@@ -72,7 +72,7 @@ def example_maps(
     for r, i in enumerate(rows):
         when = np.datetime_as_string(np.datetime64(str(prepared["time"].values[test[i]])), unit="h")
         for c, name in enumerate(channels):
-            values = prepared["x"].values[test[i], 0, c] * stats[name]["std"] + stats[name]["mean"]
+            values = prepared["x"][test[i], 0, c].values * stats[name]["std"] + stats[name]["mean"]
             da = xr.DataArray(values, coords={"lat": lat, "lon": lon}, dims=("lat", "lon"))
             lo, hi = np.percentile(values, [1, 99])
             mesh = plots.draw_map(
