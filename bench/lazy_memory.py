@@ -213,9 +213,12 @@ class Bench:
         self.tmp, self.args = tmp, args
         self.base, self.variant = setup(tmp / "base")
 
-    def child(self, store: Path, data: str, cgroup: Path | None) -> tuple[dict | None, float, str]:
-        training = {**self.variant["training"], "data": data, "num_workers": self.args.workers}
-        path = self.tmp / f"variant-{data}.json"
+    def child(
+        self, store: Path, data: str, cgroup: Path | None, workers: int | None = None
+    ) -> tuple[dict | None, float, str]:
+        workers = self.args.workers if workers is None else workers
+        training = {**self.variant["training"], "data": data, "num_workers": workers}
+        path = self.tmp / f"variant-{data}-{workers}.json"
         path.write_text(json.dumps({**self.variant, "training": training}))
         steps, threads = str(self.args.steps), str(self.args.threads)
         args = ["--child", str(store), str(path), "--steps", steps, "--threads", threads]
@@ -238,34 +241,35 @@ class Bench:
 
 
 def memory_part(bench: Bench, limit: int, multiples: list[float]) -> None:
-    """Stores of ``multiples`` x the limit, trained on under it with ``data: auto``; then
-    the memory path on the smallest, under the same limit."""
+    """Stores of ``multiples`` x the limit, each trained on under it with ``data: auto``
+    (which must choose the store) and with ``data: memory`` (which must not fit)."""
     import shutil
 
-    smallest = None
     for multiple in sorted(multiples):
         store = grow(bench.base, bench.tmp / f"x{multiple:g}.zarr", int(multiple * limit))
-        print(json.dumps({"multiple": multiple, **bench.limited(store, "auto", limit)}), flush=True)
-        if smallest is None:
-            smallest = store
-        else:
-            shutil.rmtree(store)  # 10x the limit is a lot of disk
-    print(json.dumps({"multiple": min(multiples), **bench.limited(smallest, "memory", limit)}))
+        for data in ("auto", "memory"):
+            row = {"multiple": multiple, **bench.limited(store, data, limit)}
+            print(json.dumps(row), flush=True)
+        shutil.rmtree(store)  # 10x the limit is a lot of disk
 
 
 def throughput_part(bench: Bench, size: int) -> None:
-    """Resident against lazy on a store that fits, interleaved, twice each."""
+    """Resident against lazy on a store that fits, lazy read in the training process (0
+    workers) and by DataLoader workers, interleaved, twice each."""
     fits = grow(bench.base, bench.tmp / "fits.zarr", size)
     print(f"throughput, no limit, a store of {_store_bytes(fits) / 1e9:.2f} GB (x)")
     speed: dict[str, list[float]] = {}
-    for data in ("memory", "lazy", "memory", "lazy"):
-        result, peak, ended = bench.child(fits, data, None)
+    runs = [("memory", 0), ("lazy", 0), ("lazy", bench.args.workers)] * 2
+    for data, workers in runs:
+        result, peak, ended = bench.child(fits, data, None, workers)
         if result is None:
             raise RuntimeError(ended)
-        speed.setdefault(data, []).append(result["samples_per_s"])
-        print(json.dumps({"data": data, "peak_pss_mb": round(peak), **result}), flush=True)
+        name = data if data == "memory" else f"lazy, {workers} workers"
+        speed.setdefault(name, []).append(result["samples_per_s"])
+        print(json.dumps({"run": name, "peak_pss_mb": round(peak), **result}), flush=True)
     best = {k: max(v) for k, v in speed.items()}
-    print(f"lazy / memory throughput: {best['lazy'] / best['memory']:.3f} (best of 2: {best})")
+    for name, value in best.items():
+        print(f"{name}: {value:.0f} samples/s (best of 2), {value / best['memory']:.3f} x memory")
 
 
 def main() -> None:

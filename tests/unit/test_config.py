@@ -145,6 +145,12 @@ MISTAKES = [
         "experiments.enso.training.loss",
     ),
     (
+        "DDP batch that does not split over the processes",
+        "experiments.enso.training",
+        {"strategy": "ddp", "processes": 3, "batch_size": 32},
+        "experiments.enso.training.batch_size",
+    ),
+    (
         "sweep of unknown model",
         "experiments.enso.sweep",
         {"vit": {"lr": [0.1]}},
@@ -232,7 +238,11 @@ def test_expand_variants_rejects_duplicate_names(raw: dict) -> None:
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "config" / "experiments").glob("*.yaml")))
-def test_shipped_experiment_configs_are_valid(path) -> None:
+def test_shipped_experiment_configs_are_valid(path, tmp_path, monkeypatch) -> None:
+    # a home with one ClimateNet file name, for the configs that read ~/ClimateNet
+    (tmp_path / "ClimateNet" / "train").mkdir(parents=True)
+    (tmp_path / "ClimateNet" / "train" / "data-1996-01-01-00-1_0.nc").touch()
+    monkeypatch.setenv("HOME", str(tmp_path))
     cfg = load_config(path)
     assert cfg["experiments"]
 
