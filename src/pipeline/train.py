@@ -11,6 +11,7 @@ would be.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -330,15 +331,14 @@ def train_epoch(
     """One pass over the training batches in ``order`` (groups of samples, as
     ``Batches.shuffled`` gives them); the mean training loss."""
     model.train()
-    total, count = 0.0, 0
+    # summed on the device, read once an epoch: no host sync per step
+    total, count = torch.zeros((), dtype=torch.float64, device=batches.device), 0
     bar = tqdm(
         batches(order), total=len(batches), desc=desc, leave=False, mininterval=1.0, disable=None
     )
     for step, (xb, yb) in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(
-            batches.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None
-        ):
+        with torch.autocast(batches.device.type, amp) if amp else contextlib.nullcontext():
             loss = loss_fn(model(xb), yb)
         if batches.world > 1:  # DDP averages over ranks; weigh by this rank's share
             (loss * batches.share(step, len(xb))).backward()
@@ -347,9 +347,9 @@ def train_epoch(
         if grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
-        total += float(loss.detach()) * len(xb)
+        total += loss.detach().double() * len(xb)
         count += len(xb)
-    total, count = distributed.all_sum(total, count)
+    total, count = distributed.all_sum(float(total), count)
     return total / count
 
 
