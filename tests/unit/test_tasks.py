@@ -111,3 +111,19 @@ def test_group_labels_read_as_leads() -> None:
     task = get_task("forecast")
     assert task.group_label("1") == "lead 1 month"
     assert task.group_label("12") == "lead 12 months"
+
+
+def test_the_threshold_detector_fits_on_every_train_map_that_fits_its_budget() -> None:
+    from pipeline.tasks.segmentation import DETECTOR_FIT_BYTES, detector_train_samples
+
+    def splits(n_lat: int, n_lon: int) -> xr.Dataset:
+        split = np.array(["train"] * 300 + ["val"] * 50 + ["train"] * 100)
+        return xr.Dataset(
+            {"split": ("sample", split)}, coords={"lat": np.arange(n_lat), "lon": np.arange(n_lon)}
+        )
+
+    coarse = detector_train_samples(splits(36, 72))  # 5 degrees: all 400 train maps
+    assert coarse.tolist() == [*range(300), *range(350, 450)]
+    fine = detector_train_samples(splits(720, 1440))  # 0.25 degrees: 32, evenly spaced
+    assert len(fine) == DETECTOR_FIT_BYTES // (4 * 720 * 1440 * 4) == 32
+    assert fine[0] == 0 and fine[-1] == 449 and set(fine) <= set(coarse.tolist())

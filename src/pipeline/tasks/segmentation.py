@@ -125,14 +125,31 @@ def build_samples(fields: xr.Dataset, exp: Mapping[str, Any]) -> xr.Dataset:
     return out
 
 
-def channel_maps(prepared: xr.Dataset, index: np.ndarray) -> dict[str, np.ndarray]:
-    """Each input channel of the samples ``index``, (N, lat, lon), back in its units."""
+#: The train maps the threshold detector is fitted on, at most: its grid search holds
+#: several float copies of them. Every sample up to 0.5 GB of its channels (a 5-degree
+#: study's thousands); of a 0.25-degree study's 720 x 1440 maps, 32, evenly spaced.
+DETECTOR_FIT_BYTES = 2**29
+
+
+def detector_train_samples(prepared: xr.Dataset) -> np.ndarray:
+    """The train samples the threshold detector is fitted on: all of them, or evenly
+    spaced ones within DETECTOR_FIT_BYTES of the detector's channels."""
+    train = np.flatnonzero(prepared["split"].values == "train")
+    per_sample = len(DETECTOR_CHANNELS) * prepared.sizes["lat"] * prepared.sizes["lon"] * 4
+    keep = max(1, DETECTOR_FIT_BYTES // per_sample)
+    if len(train) <= keep:
+        return train
+    return train[np.linspace(0, len(train) - 1, keep).round().astype(int)]
+
+
+def channel_maps(
+    prepared: xr.Dataset, index: np.ndarray, names: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Input channels ``names`` of the samples ``index``, (N, lat, lon), back in their
+    units; only those are read from the store."""
     stats = prepared.attrs["stats"]
-    x = prepared["x"][index, 0].values
-    return {
-        str(c): x[:, i] * stats[str(c)]["std"] + stats[str(c)]["mean"]
-        for i, c in enumerate(prepared["channel"].values)
-    }
+    x = prepared["x"].isel(sample=index, history=0).sel(channel=list(names)).values
+    return {n: x[:, i] * stats[n]["std"] + stats[n]["mean"] for i, n in enumerate(names)}
 
 
 def class_scores(probabilities: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> dict:
@@ -209,11 +226,13 @@ class SegmentationTask(Task):
         if n_classes != 3 or not set(DETECTOR_CHANNELS) <= set(channels):
             log.info("no threshold baseline: it needs channels %s and 3 classes", DETECTOR_CHANNELS)
             return out
-        train = np.flatnonzero(prepared["split"].values == "train")
+        train = detector_train_samples(prepared)
         lat, lon = prepared["lat"].values, prepared["lon"].values
         labels = np.maximum(prepared["y"].values[train], 0)  # missing pixels as background
-        detector = fit_threshold_detector(channel_maps(prepared, train), labels, lat, lon)
-        out["threshold"] = detector.probabilities(channel_maps(prepared, test))
+        detector = fit_threshold_detector(
+            channel_maps(prepared, train, DETECTOR_CHANNELS), labels, lat, lon
+        )
+        out["threshold"] = detector.probabilities(channel_maps(prepared, test, DETECTOR_CHANNELS))
         return out
 
     def score(
