@@ -66,6 +66,10 @@ def variable_lag_groups(
     return groups
 
 
+#: The most rows of small samples one forward pass holds (see _Scorer).
+SMALL_SAMPLE_ROWS = 1024
+
+
 class _Scorer:
     """Per-sample losses of K masked permutations of X, batched on the model's device."""
 
@@ -83,11 +87,16 @@ class _Scorer:
         y = np.asarray(y)
         y = y if np.issubdtype(y.dtype, np.integer) else y.astype(np.float64)
         self.y = torch.as_tensor(y).to(self.device)
-        self.batch_size, self.loss = batch_size, loss
+        # Rows per forward pass: batch_size bounds the activations of large samples;
+        # small ones (a table's rows) go up to SMALL_SAMPLE_ROWS, about 4 MB of inputs,
+        # where per-call overhead and small matrix products would cost more.
+        elements = int(np.prod(self.X.shape[1:]))
+        self.batch_size = max(batch_size, min(SMALL_SAMPLE_ROWS, 2**20 // max(1, elements)))
+        self.loss = loss
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.is_torch:
-            with torch.no_grad():
+            with torch.inference_mode():
                 out = self.predict(batch)
         else:
             out = torch.as_tensor(np.asarray(self.predict(batch.cpu().numpy())))
@@ -102,6 +111,8 @@ class _Scorer:
         """
         n = len(self.X)
         k = 1 if masks is None else len(masks)
+        if not self.is_torch:
+            return self._losses_per_candidate(masks, order)
         out: torch.Tensor | None = None
         m = None if masks is None else torch.as_tensor(masks, device=self.device)
         perm = None if order is None else torch.as_tensor(order, device=self.device)
@@ -120,6 +131,23 @@ class _Scorer:
                 out = torch.empty((k, n, losses.shape[-1]), dtype=torch.float64, device=self.device)
             out[:, idx] = losses
         return out
+
+    def _losses_per_candidate(
+        self, masks: np.ndarray | None, order: np.ndarray | None
+    ) -> torch.Tensor:
+        """A NumPy model: one ``predict`` call per candidate over every sample, as the
+        PermutationImportance package calls it. Such models pay per call (input checks,
+        conversions), which batching K candidates into small slices would multiply."""
+        X = self.X.cpu().numpy()
+        shuffled = None if order is None else X[order]
+        candidates = [None] if masks is None else list(masks)
+        out = []
+        for mask in candidates:
+            inputs = X if mask is None else np.where(mask, shuffled, X)
+            out.append(
+                self.loss(self._forward(torch.as_tensor(inputs)), self.y).reshape(len(X), -1)
+            )
+        return torch.stack(out).to(torch.float64)
 
 
 def permutation(seed: int, pass_: int, repeat: int, n: int) -> np.ndarray:
