@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 
+import dask.array
 import numpy as np
 import pytest
 import torch
@@ -92,15 +93,28 @@ def test_expert_copies_are_samples_of_one_date_in_one_split() -> None:
     assert np.array_equal(out["x"].values[same][0], out["x"].values[same][-1])  # inputs shared
 
 
-def test_a_class_absent_from_train_or_an_unknown_label_is_a_data_error() -> None:
+@pytest.mark.parametrize("experts", [1, 3])
+def test_maps_out_of_core_give_the_same_samples_left_lazy(experts: int) -> None:
+    """Fields read from a time-chunked store (dask) give exactly the samples of fields in
+    memory, and x and y come back lazy, for prepare to write chunk by chunk."""
+    ds = fields(experts=experts)
+    eager = build_samples(ds, EXP)
+    lazy = build_samples(ds.chunk({"time": 20}), EXP)
+    assert isinstance(lazy["x"].data, dask.array.Array)
+    assert isinstance(lazy["y"].data, dask.array.Array)
+    xr.testing.assert_identical(lazy.compute(), eager)
+
+
+@pytest.mark.parametrize("chunks", [None, {"time": 20}], ids=["in memory", "out of core"])
+def test_a_class_absent_from_train_or_an_unknown_label_is_a_data_error(chunks) -> None:
     ds = fields()
     ds["LABELS"] = ds["LABELS"].where(ds["LABELS"] != 1, 0)
     with pytest.raises(DataError, match=r"LABELS.*class TC has no pixel"):
-        build_samples(ds, EXP)
+        build_samples(ds.chunk(chunks) if chunks else ds, EXP)
     ds = fields()
     ds["LABELS"][0, 0, 0] = 7
     with pytest.raises(DataError, match="'LABELS' holds the value 7"):
-        build_samples(ds, EXP)
+        build_samples(ds.chunk(chunks) if chunks else ds, EXP)
 
 
 def test_class_scores_match_scikit_learn() -> None:

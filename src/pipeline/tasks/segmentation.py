@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import dask
+import dask.array
 import numpy as np
 import pandas as pd
 import torch
@@ -54,7 +56,14 @@ BATCH = 32
 
 
 def build_samples(fields: xr.Dataset, exp: Mapping[str, Any]) -> xr.Dataset:
-    """Harmonised maps -> one sample per (time step, expert copy) with labels."""
+    """Harmonised maps -> one sample per (time step, expert copy) with labels.
+
+    Out of core: the maps stay dask arrays (the regridded store is chunked over time).
+    One pass reads them for what must be known before writing (the land mask, which
+    (time, expert) pairs are labelled, label checks and class counts) and the normalised
+    inputs and labels are returned lazy, for prepare to write chunk by chunk. Only the
+    train-mean and std are computed a variable at a time (normalisation_stats).
+    """
     task, splits = exp["task"], exp["splits"]
     inputs, label_name, classes = list(task["inputs"]), task["labels"], list(task["classes"])
     missing = [n for n in [*inputs, label_name] if n not in fields.data_vars]
@@ -62,7 +71,7 @@ def build_samples(fields: xr.Dataset, exp: Mapping[str, Any]) -> xr.Dataset:
         raise DataError(f"regridded data lacks {missing} (has {sorted(fields.data_vars)})")
     fields = fields[[*inputs, label_name]]
     split = split_labels(fields["time"], splits)
-    fields = fields.isel(time=np.flatnonzero(split != "")).load()
+    fields = fields.isel(time=np.flatnonzero(split != ""))
     split = split[split != ""]
     if not (split == "train").any():
         raise DataError(f"no time steps fall in the train years {splits['train']}")
@@ -70,24 +79,31 @@ def build_samples(fields: xr.Dataset, exp: Mapping[str, Any]) -> xr.Dataset:
     stacked = xr.concat(
         [(fields[n] - stats[n]["mean"]) / stats[n]["std"] for n in inputs], dim="channel"
     ).transpose("time", "channel", "lat", "lon")
-    mask = stacked.notnull().all("time")
-    x = stacked.fillna(0.0).values.astype(np.float32)
+    x = stacked.fillna(0.0).astype(np.float32).data
 
     labels = fields[label_name]
     if "expert" not in labels.dims:
         labels = labels.expand_dims("expert", axis=1)
-    values = labels.transpose("time", "expert", "lat", "lon").values
-    values = np.where(np.isfinite(values), values, MISSING).astype(np.int64)
+    labels = labels.transpose("time", "expert", "lat", "lon")
+    values = labels.where(np.isfinite(labels), MISSING).astype(np.int64).data
     bad = (values < MISSING) | (values >= len(classes))
-    if bad.any():
+    train_steps = np.flatnonzero(split == "train")
+    mask, any_bad, labelled, train_counts = dask.compute(  # one pass over the maps
+        stacked.notnull().all("time").data,
+        bad.any(),
+        (values != MISSING).any(axis=(2, 3)),
+        # pixels per class in the train years (an unlabelled copy is all MISSING: none)
+        [(values[train_steps] == c).sum() for c in range(len(classes))],
+    )
+    if any_bad:
+        first = np.asarray(dask.compute(values[bad])[0]).ravel()[0]
         raise DataError(
-            f"variable '{label_name}' holds the value {int(values[bad][0])}; task.classes "
+            f"variable '{label_name}' holds the value {int(first)}; task.classes "
             f"names {len(classes)} classes (0..{len(classes) - 1}, and -1 for missing)"
         )
-    t, e = np.nonzero((values != MISSING).any(axis=(2, 3)))
-    y = values[t, e]
-    train = split[t] == "train"
-    counts = np.bincount(y[train][y[train] >= 0], minlength=len(classes))
+    t, e = np.nonzero(labelled)
+    y = values.vindex[t, e] if isinstance(values, dask.array.Array) else values[t, e]
+    counts = np.asarray(train_counts, dtype=np.int64)
     absent = [c for c, n in zip(classes, counts, strict=True) if n == 0]
     if absent:
         raise DataError(
@@ -98,7 +114,7 @@ def build_samples(fields: xr.Dataset, exp: Mapping[str, Any]) -> xr.Dataset:
             "x": (("sample", "history", "channel", "lat", "lon"), x[t][:, None]),
             "y": (("sample", "lat", "lon"), y.astype(np.int16)),
             "split": (("sample",), split[t].astype("<U5")),
-            "mask": (("channel", "lat", "lon"), mask.values),
+            "mask": (("channel", "lat", "lon"), mask),
         },
         coords={
             "sample": np.arange(len(t)),
