@@ -28,7 +28,13 @@ import xarray as xr
 import xarray_regrid  # noqa: F401  (registers the .regrid accessor)
 from dask.diagnostics import ProgressBar
 
-from pipeline.conservative import latitude_weights, longitude_weights, regrid_conservative
+from pipeline.conservative import (
+    apply_separable,
+    latitude_weights,
+    longitude_weights,
+    regrid_conservative,
+    regrid_linear,
+)
 from pipeline.datacheck import TimeStep, check_files, guard_finite, open_files, wanted_variables
 from pipeline.io import write_zarr
 from pipeline.variables import MISSING_LABEL, DataError, derive_variables, is_categorical
@@ -120,7 +126,10 @@ def regrid_quantities(
 ) -> xr.Dataset:
     """Continuous variables of ``source`` (normalise_coords applied) by ``grid["method"]``."""
     if grid["method"] == "linear" and is_global_longitude(source["lon"].values):
-        return source.regrid.linear(target)
+        lat, lat_out = source["lat"].values, target["lat"].values
+        if lat[0] <= lat_out[0] and lat_out[-1] <= lat[-1]:
+            return regrid_linear(source, target)  # separable and sparse: the fast path
+        return source.regrid.linear(target)  # targets beyond the source's latitudes
     if grid["method"] == "linear":
         return linear_regional(source, target)
     return regrid_conservative(source, target, nan_threshold=grid["nan_threshold"])
@@ -157,19 +166,14 @@ def regrid_labels(da: xr.DataArray, target: xr.Dataset, nan_threshold: float) ->
     class. ``da``: normalise_coords applied."""
     classes = np.union1d(label_classes(da), [0])  # never none: all-unlabelled gives all -1
     labels = as_labels(da, classes)
-    w_lat = xr.DataArray(
-        latitude_weights(da["lat"].values, target["lat"].values), dims=("lat_out", "lat")
-    ).astype(np.float32)
-    w_lon = xr.DataArray(
-        longitude_weights(da["lon"].values, target["lon"].values), dims=("lon_out", "lon")
-    ).astype(np.float32)
-    onehot = [(labels == c).astype(np.float32) for c in classes]
+    w_lat = latitude_weights(da["lat"].values, target["lat"].values).astype(np.float32)
+    w_lon = longitude_weights(da["lon"].values, target["lon"].values).astype(np.float32)
     areas = xr.concat(
-        [xr.dot(x, w_lat, w_lon, dim=["lat", "lon"], optimize=True) for x in onehot],
+        [apply_separable((labels == c).astype(np.float32), w_lat, w_lon) for c in classes],
         dim=xr.DataArray(classes, dims="class", name="class"),
     )
     labelled = areas.sum("class")
-    covered = w_lat.sum("lat") * w_lon.sum("lon")
+    covered = xr.DataArray(np.outer(w_lat.sum(1), w_lon.sum(1)), dims=("lat_out", "lon_out"))
     keep = (labelled > 0) & (labelled >= (1 - nan_threshold) * covered)
     out = areas.idxmax("class").where(keep, MISSING_LABEL).astype(labels.dtype)
     out = out.rename({"lat_out": "lat", "lon_out": "lon"})
@@ -203,7 +207,8 @@ def open_raw(
     variables: Mapping[str, Any] | None = None,
     time_step: TimeStep = "monthly",
 ) -> xr.Dataset:
-    """Open the data files of a download manifest lazily, chunked over time only.
+    """Open the data files of a download manifest lazily, chunked over time only
+    (``time_chunk`` steps, fewer for large maps: steps_per_chunk).
 
     Every file is checked first (pipeline.datacheck, the same checks and messages as
     before the workflow starts, for a task needing ``time_step``), and its ``variables``
@@ -216,6 +221,9 @@ def open_raw(
     with warnings.catch_warnings():  # archives' on-disk chunks rarely align with ours
         warnings.filterwarnings("ignore", "The specified chunks separate", UserWarning)
         files = open_files(paths, {"time": time_chunk}, variables)
+        steps = min(steps_per_chunk(ds, time_chunk) for ds in files.values())
+        if steps < time_chunk:  # large maps: reopen, so that reads come in small chunks
+            files = open_files(paths, {"time": steps}, variables)
     check_files(files, variables, manifest["dataset"], time_step)
     parts = [guard_finite(ds, path, wanted_variables(ds, variables)) for path, ds in files.items()]
     try:
@@ -223,6 +231,21 @@ def open_raw(
     except ValueError as err:
         name = manifest["dataset"]
         raise DataError(f"cannot combine {paths} for dataset '{name}': {err}") from err
+
+
+#: Source bytes per dask chunk, at most: a 0.25-degree map is 4 MB a variable, and each
+#: chunk is copied a few times on its way through the regrid (fill, mask, products).
+CHUNK_BYTES = 32 * 2**20
+
+
+def steps_per_chunk(ds: xr.Dataset, time_chunk: int) -> int:
+    """Time steps per source chunk: ``time_chunk``, fewer where a chunk of the dataset's
+    maps would pass CHUNK_BYTES."""
+    if "time" not in ds.dims or ds.sizes["time"] == 0:
+        return time_chunk
+    step_bytes = sum(da.nbytes for da in ds.data_vars.values() if "time" in da.dims)
+    step_bytes //= ds.sizes["time"]
+    return int(np.clip(CHUNK_BYTES // max(1, step_bytes), 1, time_chunk))
 
 
 def regrid_dataset(
@@ -236,7 +259,8 @@ def regrid_dataset(
     """Open, harmonise and regrid one downloaded dataset, writing Zarr at ``out``.
 
     The dask graph runs on ``threads`` threads with a progress bar; each task holds one
-    time chunk, so memory stays bounded by ``grid.time_chunk``. Continuous variables are
+    time chunk (``grid.time_chunk`` steps, fewer for large maps: steps_per_chunk), so
+    memory stays bounded by the chunk, not the record. Continuous variables are
     stored as float32, labels as integers (-1 missing). ``time_step`` is what the
     dataset's experiments need (pipeline.datacheck.check_time).
     """
@@ -250,6 +274,7 @@ def regrid_dataset(
     for var in out_ds.variables.values():
         var.encoding.clear()
     log.info("regridding %s (%s) to %s", manifest["dataset"], grid["method"], out)
-    with dask.config.set(scheduler="threads", num_workers=threads), ProgressBar(dt=1.0):
+    # dt: the bar's thread is joined at the end, after up to dt seconds of sleep
+    with dask.config.set(scheduler="threads", num_workers=threads), ProgressBar(dt=0.2):
         write_zarr(out_ds, out)
     return out_ds
