@@ -235,7 +235,7 @@ def open_raw(
 
 #: Source bytes per dask chunk, at most: a 0.25-degree map is 4 MB a variable, and each
 #: chunk is copied a few times on its way through the regrid (fill, mask, products).
-CHUNK_BYTES = 32 * 2**20
+CHUNK_BYTES = 8 * 2**20
 
 
 def steps_per_chunk(ds: xr.Dataset, time_chunk: int) -> int:
