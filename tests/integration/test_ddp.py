@@ -129,9 +129,10 @@ def test_a_killed_ddp_job_resumes_and_matches_an_uninterrupted_one(
 
     resumed = _launch_process(job, tmp_path / "resumed.log")
     assert resumed.wait(timeout=600) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
-    assert f"resuming from the checkpoint of epoch {epoch_at_kill}" in (
-        tmp_path / "resumed.log"
-    ).read_text()
+    assert (
+        f"resuming from the checkpoint of epoch {epoch_at_kill}"
+        in (tmp_path / "resumed.log").read_text()
+    )
     a = pd.read_csv(tmp_path / "full" / "history.csv")
     b = pd.read_csv(Path(job["out_dir"]) / "history.csv")
     pd.testing.assert_frame_equal(a, b)  # gloo on the CPU is deterministic: exactly equal
