@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import psutil
+from _child import child_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "config.yaml"
@@ -49,14 +50,11 @@ def measure(prepared_path: str, variant_path: str, steps: int, threads: int) -> 
         Batches,
         load_samples,
         make_optimizer,
-        seed_everything,
         train_epoch,
     )
 
-    variant = json.loads(Path(variant_path).read_text())
+    variant = child_variant(variant_path, threads)
     training = variant["training"]
-    torch.set_num_threads(threads)
-    seed_everything(0, training["deterministic"])
     prepared = open_prepared(prepared_path)
     task = prepared_task(prepared)
     target = task.target(variant["model"])

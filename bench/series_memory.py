@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _child import child_variant
+
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "experiments" / "runoff.yaml"
 EXPERIMENT, DATASET, MODEL = "runoff", "basins_synth", "lstm"
 
@@ -35,7 +37,6 @@ def _status_mb(key: str) -> float:
 
 def measure(prepared_path: str, variant_path: str, steps: int, threads: int) -> dict:
     """Child process: load the prepared store, then ``steps`` optimiser steps of training."""
-    import torch
 
     from pipeline.prepare import open_prepared
     from pipeline.tasks import prepared_task
@@ -46,14 +47,11 @@ def measure(prepared_path: str, variant_path: str, steps: int, threads: int) -> 
         make_optimizer,
         resolve_amp,
         resolve_device,
-        seed_everything,
         train_epoch,
     )
 
-    variant = json.loads(Path(variant_path).read_text())
+    variant = child_variant(variant_path, threads)
     training = variant["training"]
-    torch.set_num_threads(threads)  # the train rule's one thread (workflow/rules/train.smk)
-    seed_everything(0, training["deterministic"])
     device = resolve_device(training["device"])
 
     start = time.perf_counter()
