@@ -446,7 +446,8 @@ def _resume(
     optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(ckpt["scheduler"])
-    torch.set_rng_state(ckpt["torch_rng"][distributed.rank()])
+    rng = ckpt["torch_rng"]  # one state per rank; a single tensor before DDP existed
+    torch.set_rng_state(rng if isinstance(rng, torch.Tensor) else rng[distributed.rank()])
     log.info("resuming from the checkpoint of epoch %d", ckpt["epoch"])
     return TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
 

@@ -206,6 +206,22 @@ def test_killed_then_resumed_run_matches_uninterrupted(
     assert_same_run(tmp_path / "full", tmp_path / "killed")
 
 
+def test_a_checkpoint_from_before_ddp_still_resumes(tiny_prepared: Path, tmp_path: Path) -> None:
+    """Checkpoints written before DDP held one RNG state, not one per rank: a run
+    interrupted then resumes after the upgrade as it would have before."""
+    # without a schedule, 2 epochs then a third are the first 2 of 3
+    run(tiny_prepared, tmp_path / "full", variant(epochs=3, scheduler="none"))
+    run(tiny_prepared, tmp_path / "old", variant(epochs=2, scheduler="none"))
+    ckpt = torch.load(tmp_path / "old" / CHECKPOINT, weights_only=True)
+    ckpt["torch_rng"] = ckpt["torch_rng"][0]  # the old format
+    torch.save(ckpt, tmp_path / "old" / CHECKPOINT)
+    spec = variant(epochs=3, scheduler="none")
+    result = train_model(open_prepared(tiny_prepared), spec, 0, tmp_path / "old", "h")
+    assert result.resumed_from == 2
+    save_outputs(result, tmp_path / "old" / "model.pt", tmp_path / "old" / "history.csv")
+    assert_same_run(tmp_path / "full", tmp_path / "old")
+
+
 def test_checkpoint_of_another_config_is_ignored(tiny_prepared: Path, tmp_path: Path) -> None:
     run(tiny_prepared, tmp_path, variant(epochs=2))
     result = train_model(
