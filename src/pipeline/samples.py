@@ -188,10 +188,15 @@ class StoreSamples:
         return ArraySamples(x, y, self.chunk)
 
 
+def split_indices(prepared: xr.Dataset, split: str = "test") -> np.ndarray:
+    """Indices of the samples of ``split``."""
+    return np.flatnonzero(prepared["split"].values == split)
+
+
 def array_samples(ds: xr.Dataset, split: str, target: str) -> StoreSamples:
     """The samples of one split of a prepared store with an ``x`` per sample (as
     pipeline.prepare.open_prepared opens it: it knows its path)."""
-    rows = np.flatnonzero(ds["split"].values == split)
+    rows = split_indices(ds, split)
     if len(rows) == 0:
         raise ValueError(f"the prepared data has no '{split}' samples")
     return StoreSamples(ds.encoding["source"], rows, target)
@@ -235,12 +240,12 @@ class Windows(_TensorFields):
 
 def split_inputs(prepared: xr.Dataset, split: str = "test") -> np.ndarray:
     """The inputs ``x`` of one split, read from the store (and only that split)."""
-    return prepared["x"].isel(sample=np.flatnonzero(prepared["split"].values == split)).values
+    return prepared["x"].isel(sample=split_indices(prepared, split)).values
 
 
 def input_batches(prepared: xr.Dataset, size: int, split: str = "test") -> Iterator[torch.Tensor]:
     """The inputs of one split, ``size`` samples at a time, each read from the store
     when it is reached: predicting never holds more than one batch of inputs."""
-    x = prepared["x"].isel(sample=np.flatnonzero(prepared["split"].values == split))
+    x = prepared["x"].isel(sample=split_indices(prepared, split))
     for start in range(0, x.sizes["sample"], size):
         yield torch.as_tensor(x[start : start + size].values)

@@ -13,8 +13,8 @@ from pipeline import plots
 from pipeline.baselines import baseline_forecasts, climatology, fit_linear, persistence
 from pipeline.io import write_netcdf
 from pipeline.prepare import open_prepared
+from pipeline.samples import split_indices
 from pipeline.scores import ALL, SCORE_COLUMNS
-from pipeline.tasks import base
 from pipeline.tasks.forecast import (
     TASK,
     event_confusion,
@@ -107,7 +107,7 @@ def test_event_figures_show_the_lead_nearest_six_months() -> None:
 
 
 def test_predictions_have_real_coordinates(prepared: xr.Dataset) -> None:
-    n_test = len(base.split_indices(prepared))
+    n_test = len(split_indices(prepared))
     forecast = np.arange(n_test * prepared.sizes["lead"], dtype=float).reshape(n_test, -1)
     baselines = TASK.baselines(prepared)
     ds = TASK.predictions(prepared, {"forecast": forecast}, baselines)
@@ -117,9 +117,7 @@ def test_predictions_have_real_coordinates(prepared: xr.Dataset) -> None:
         "datetime64[M]"
     )
     assert months.astype(int).tolist() == [1, 6]
-    np.testing.assert_array_equal(
-        ds["observed"], prepared["y"].values[base.split_indices(prepared)]
-    )
+    np.testing.assert_array_equal(ds["observed"], prepared["y"].values[split_indices(prepared)])
     assert set(baselines) <= set(ds.data_vars) and "prediction_map" not in ds
     np.testing.assert_array_equal(TASK.forecast_from(ds), forecast)  # what ensembles average
 
@@ -127,7 +125,7 @@ def test_predictions_have_real_coordinates(prepared: xr.Dataset) -> None:
 def test_example_maps_pair_a_forecast_with_its_observation(
     prepared: xr.Dataset, tmp_path: Path
 ) -> None:
-    test = prepared.isel(sample=base.split_indices(prepared))
+    test = prepared.isel(sample=split_indices(prepared))
     outputs = {
         "forecast": np.zeros((test.sizes["sample"], test.sizes["lead"])),
         "maps": test["y_map"].values * 0.3,  # a damped forecast of the observed maps

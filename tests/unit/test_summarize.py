@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from pipeline import plots
 from pipeline.io import write_netcdf
 from pipeline.prepare import open_prepared
+from pipeline.samples import split_indices
 from pipeline.scores import ALL, SCORE_COLUMNS, score_rows, scores_table, write_scores
 from pipeline.summarize import (
     best_per_group,
@@ -23,7 +24,6 @@ from pipeline.summarize import (
     summary_table,
     verdicts,
 )
-from pipeline.tasks import base as task_base
 from pipeline.tasks.forecast import TASK, ForecastTask
 
 # Test-period ACC per lead (1, 6) and seed: a baseline wins at lead 1, a network at lead 6,
@@ -201,7 +201,7 @@ def write_predictions(root: Path, prepared: xr.Dataset, variant: str, seed: int,
 
 def test_ensemble_scores_score_the_mean_of_the_seeds(tiny_prepared: Path, tmp_path: Path) -> None:
     prepared = open_prepared(tiny_prepared).load()
-    obs = prepared["y"].values[task_base.split_indices(prepared)].astype(float)
+    obs = prepared["y"].values[split_indices(prepared)].astype(float)
     spread = np.random.default_rng(0).standard_normal(obs.shape)
     runs = [
         write_predictions(tmp_path, prepared, "unet", 0, obs + spread),
@@ -229,7 +229,7 @@ def test_ensemble_scores_score_the_mean_of_the_seeds(tiny_prepared: Path, tmp_pa
 
 def test_no_ensemble_without_several_seeds(tiny_prepared: Path, tmp_path: Path) -> None:
     prepared = open_prepared(tiny_prepared).load()
-    obs = prepared["y"].values[task_base.split_indices(prepared)].astype(float)
+    obs = prepared["y"].values[split_indices(prepared)].astype(float)
     runs = [write_predictions(tmp_path, prepared, v, 0, obs) for v in ("unet", "resnet")]
     table = ensemble_scores(TASK, prepared, runs, TASK.baselines(prepared))
     assert table.empty and list(table.columns)[:6] == SCORE_COLUMNS

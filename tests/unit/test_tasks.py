@@ -16,9 +16,9 @@ import xarray as xr
 
 from pipeline.models.specs import ARCH_OPTIONS
 from pipeline.prepare import open_prepared
+from pipeline.samples import split_indices
 from pipeline.scores import ALL, ROLES, SCORE_COLUMNS
 from pipeline.tasks import TASKS, get_task, prepared_task
-from pipeline.tasks import base as task_base
 from pipeline.tasks.base import ImportanceTarget, Task
 from pipeline.tasks.forecast import MapForecaster, predict_index
 from tests.conftest import REPO
@@ -74,7 +74,7 @@ def test_forecast_task_from_network_to_scores(prepared: xr.Dataset, arch: str) -
     torch.manual_seed(0)
     model = task.model({"arch": arch}, prepared).eval()
     assert isinstance(model, MapForecaster) == (arch == "unet")
-    test = task_base.split_indices(prepared)
+    test = split_indices(prepared)
     assert (prepared["split"].values[test] == "test").all()
     outputs = task.predict(model, prepared)
     n_test, n_leads = len(test), prepared.sizes["lead"]

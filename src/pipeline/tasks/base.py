@@ -169,8 +169,3 @@ class Task(ABC):
         """The output groups importance explains, each with its per-sample loss."""
 
     importance_label: str = "Δloss"
-
-
-def split_indices(prepared: xr.Dataset, split: str = "test") -> np.ndarray:
-    """Indices of the samples of ``split``."""
-    return np.flatnonzero(prepared["split"].values == split)

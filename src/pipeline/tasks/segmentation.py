@@ -42,10 +42,10 @@ from pipeline.losses import (
 )
 from pipeline.models.registry import build_model, data_shapes
 from pipeline.prepare import normalisation_stats, split_labels
-from pipeline.samples import input_batches
+from pipeline.samples import input_batches, split_indices
 from pipeline.scores import ALL, score_rows, scores_table
 from pipeline.tasks import segmentation_plots as figures
-from pipeline.tasks.base import ImportanceTarget, Loss, Task, split_indices
+from pipeline.tasks.base import ImportanceTarget, Loss, Task
 from pipeline.variables import DataError
 
 log = logging.getLogger(__name__)

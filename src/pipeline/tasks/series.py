@@ -29,12 +29,12 @@ import xarray as xr
 from pipeline import metrics as m
 from pipeline.losses import masked_mse, nse_loss
 from pipeline.models.registry import Shapes, build_model
-from pipeline.samples import Windows
+from pipeline.samples import Windows, split_indices
 from pipeline.scores import ALL, score_rows, scores_table
 from pipeline.series_baselines import SeriesSamples, series_baselines
 from pipeline.series_data import build_series_samples, windows
 from pipeline.tasks import series_plots as figures
-from pipeline.tasks.base import ImportanceTarget, Loss, Task, split_indices
+from pipeline.tasks.base import ImportanceTarget, Loss, Task
 from pipeline.timesteps import median_spacing
 
 BATCH = 512
