@@ -165,12 +165,15 @@ class _Pieces(torch.utils.data.Dataset):
         return (*self.samples.batch(idx), None)
 
 
-def _one_thread(worker_id: int) -> None:
-    """A DataLoader worker decompresses on one thread (Blosc and Zarr would take every
-    core): the training process needs the others, and one core keeps up with it."""
+def _init_worker(worker_id: int) -> None:
+    """A DataLoader worker dies with the training process (a killed job leaves no reader
+    behind: one blocked in a store read outlived it) and decompresses on one thread
+    (Blosc and Zarr would take every core): the training process needs the others, and
+    one core keeps up with it."""
     import numcodecs.blosc
     import zarr
 
+    distributed.die_with_parent()
     numcodecs.blosc.set_nthreads(1)
     zarr.config.set({"threading.max_workers": 1})
 
@@ -276,7 +279,7 @@ class Batches:
             pin_memory=self.device.type == "cuda",
             # one group in flight per worker: memory stays at (workers + 1) groups
             prefetch_factor=1 if whole_groups and self.num_workers else None,
-            worker_init_fn=_one_thread,
+            worker_init_fn=_init_worker,
             # its own generator, so the loader never draws from the global RNG (dropout's)
             generator=torch.Generator().manual_seed(0),
         )

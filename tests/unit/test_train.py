@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import torch
 import xarray as xr
@@ -134,6 +135,15 @@ print("resumed_from", result.resumed_from)
 """
 
 
+def _processes_of(out: Path) -> list[psutil.Process]:
+    """Live processes whose command line names ``out`` (a job and its workers)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if str(out) in " ".join(proc.info["cmdline"] or []) and proc.info["status"] != "zombie":
+            found.append(proc)
+    return found
+
+
 def _train_process(prepared: Path, out: Path, spec: dict) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", RESUME_SCRIPT, str(prepared), str(out), json.dumps(spec)],
@@ -196,6 +206,11 @@ def test_killed_then_resumed_run_matches_uninterrupted(
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (tmp_path / "killed" / "model.pt").exists(), "killed too late: it had finished"
+    # nothing of the killed job trains on: its DataLoader workers die with it
+    deadline = time.time() + 10
+    while _processes_of(tmp_path / "killed") and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _processes_of(tmp_path / "killed")
     epoch_at_kill = torch.load(checkpoint, weights_only=True)["epoch"]
     assert epoch_at_kill < 25
 
